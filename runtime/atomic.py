@@ -1,0 +1,56 @@
+"""Atomic file output: write to a temporary sibling, fsync, then rename over the target.
+
+An interrupted run leaves either the previous file or no file, never a half-written one that
+looks complete. Temporary files carry a ``.partial`` marker so they are easy to recognise.
+"""
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import OutputError
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=None):
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    ``suffix`` defaults to the target's own suffix, so writers that pick a format from the file
+    name (OpenCV, matplotlib) see the right one.
+    """
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(path, f"cannot write here: {e.strerror}", "choose a writable output path") from None
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        if e.errno == errno.ENOSPC:
+            raise OutputError(path, "disk full while writing", "free some space and run again") from None
+        raise OutputError(path, f"cannot write: {e.strerror}", "choose a writable output path") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _remove(tmp):
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)

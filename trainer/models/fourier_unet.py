@@ -1,0 +1,58 @@
+"""``fourier-unet``: the flagship deblurring generator.
+
+A U-Net (Conv-BN-ReLU blocks, stride-2 downsampling, transposed-conv upsampling, skip
+concatenation) with a Fourier bottleneck at its deepest level, and a residual output:
+sharp = blurred + G(blurred). Blur is a product in the frequency domain, so the bottleneck's
+per-channel spectral response gives every output pixel a global receptive field at little cost.
+"""
+import torch
+from torch import nn
+
+from .fourier import FourierBottleneck
+from .registry import register
+
+
+def conv_bn_relu(cin, cout, stride=1):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+class Level(nn.Module):
+    def __init__(self, cin, cout, blocks):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(cin, cout), *[conv_bn_relu(cout, cout) for _ in range(blocks - 1)])
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@register("fourier-unet")
+class FourierUNet(nn.Module):
+    """Default: about 2 M parameters. The large variant is ``widths=(64, 128, 256, 512), blocks=3``.
+
+    widths: channels per level (the last is the bottleneck level); blocks: convs per level;
+    fourier: Fourier bottleneck blocks at the bottleneck; grid: spectral control-grid size."""
+
+    def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral"):
+        super().__init__()
+        widths = list(widths)
+        self.in_channels = self.out_channels = in_channels
+        self.scale = 1
+        self.size_multiple = 2 ** (len(widths) - 1)
+        self.stem = Level(in_channels, widths[0], blocks)
+        self.down = nn.ModuleList(conv_bn_relu(a, b, stride=2) for a, b in zip(widths, widths[1:]))
+        self.enc = nn.ModuleList(Level(b, b, blocks - 1 or 1) for b in widths[1:])
+        self.bottleneck = nn.Sequential(*[FourierBottleneck(widths[-1], grid, mode) for _ in range(fourier)])
+        self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths, widths[1:]))
+        self.dec = nn.ModuleList(Level(2 * a, a, blocks) for a in widths[:-1])
+        self.head = nn.Conv2d(widths[0], in_channels, 3, 1, 1)
+
+    def forward(self, x):
+        skips = [self.stem(x)]
+        for down, enc in zip(self.down, self.enc):
+            skips.append(enc(down(skips[-1])))
+        y = self.bottleneck(skips.pop())
+        for up, dec in zip(reversed(self.up), reversed(self.dec)):
+            y = dec(torch.cat([up(y), skips.pop()], dim=1))
+        return x + self.head(y)
