@@ -1,0 +1,66 @@
+"""Backend registry and the ``auto`` choice.
+
+Backends are named here by module path and imported only when asked for, so importing the
+runtime never imports torch or tensorrt. ``auto`` takes the first available backend in speed
+order, GPU backends before CPU ones:
+  tensorrt (GPU) > onnxruntime (CUDA EP) > torch (CUDA) > onnxruntime (CPU) > torch (CPU).
+On CPU ONNX Runtime is ahead of eager torch for these convolutional nets, hence its place.
+"""
+import importlib
+import logging
+
+from ..errors import BackendError, ConfigError
+
+log = logging.getLogger("restore.runtime")
+
+BACKENDS = {
+    "tensorrt": ("restore.runtime.backends.tensorrt", "TensorRTBackend"),
+    "onnxruntime": ("restore.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
+    "torch": ("restore.runtime.backends.torch", "TorchBackend"),
+}
+SPEED_ORDER = ["tensorrt", "onnxruntime", "torch"]
+
+
+def backend_class(name):
+    if name not in BACKENDS:
+        raise ConfigError(name, "unknown backend", f"choose auto or one of: {', '.join(BACKENDS)}")
+    module, attr = BACKENDS[name]
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as e:
+        raise BackendError(name, f"backend not available in this install ({e})") from None
+
+
+def _probe(name, model, device):
+    """(backend class, None) if usable, else (None, reason)."""
+    try:
+        cls = backend_class(name)
+    except BackendError as e:
+        return None, e.problem
+    reason = cls.unavailable_reason(model, device)
+    return (cls, None) if reason is None else (None, reason)
+
+
+def choose_backend(name, model, device=None, precision=None):
+    """Instantiate (not activate) the named backend, or the fastest available for ``auto``.
+
+    Returns (backend, why) where ``why`` says how ``auto`` decided (empty for a named backend)."""
+    if name != "auto":
+        cls, reason = _probe(name, model, device)
+        if cls is None:
+            raise BackendError(name, f"cannot run {model.name}: {reason}", "pick another --backend or use auto")
+        return cls(model, device=device, precision=precision), ""
+    usable, skipped = [], []
+    for candidate in SPEED_ORDER:
+        cls, reason = _probe(candidate, model, device)
+        if cls is None:
+            skipped.append(f"{candidate}: {reason}")
+        else:
+            usable.append((candidate, cls))
+    if not usable:
+        raise BackendError(model.name, "no backend can run this model here: " + "; ".join(skipped), "install onnxruntime, or torch for checkpoints")
+    gpu = [(n, c) for n, c in usable if c.uses_gpu(model, device)]
+    picked_name, cls = (gpu or usable)[0]
+    why = f"auto picked {picked_name}" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
+    log.info(why)
+    return cls(model, device=device, precision=precision), why

@@ -1,0 +1,61 @@
+"""``Restorer``: the Python API of the runtime.
+
+    with Restorer("default") as r:          # or an artifact dir, .onnx, .engine, checkpoint
+        sharp = r.restore(blurry)           # H x W [x C] uint8 / uint16 / float32, RGB(A) or gray
+        for frame in r.stream(frames): ...
+
+Images are RGB(A) or grayscale NumPy arrays (OpenCV's BGR must be converted by the caller; the
+I/O helpers in runtime/streams.py do it). The output has the input's dtype and channels and the
+model's scale.
+"""
+from .artifact import resolve_model
+from .backends import choose_backend
+from .tiler import Tiler
+
+
+class Restorer:
+    def __init__(self, model="default", backend="auto", tile=None, overlap=None, batch=None, device=None, precision=None):
+        self.source = resolve_model(model)
+        self.backend, self.backend_choice = choose_backend(backend, self.source, device=device, precision=precision)
+        self.backend.activate()
+        advice = self.source.tiling
+        mean, std = self.source.normalisation
+        self.tiler = Tiler(
+            self.backend,
+            tile=tile or advice["tile"],
+            overlap=advice["overlap"] if overlap is None else overlap,
+            batch=batch or advice["batch"],
+            mean=mean,
+            std=std,
+        )
+
+    @property
+    def scale(self):
+        return self.tiler.scale
+
+    @property
+    def description(self):
+        """One line for users: which backend runs which model with which tiling."""
+        t = self.tiler
+        return f"{self.backend.description}; tile {t.tile}, overlap {t.overlap}, batch {t.batch}, x{t.scale}"
+
+    def restore(self, image, out=None, skip_tile=None, on_tiles=None):
+        """Restore one image; see ``Tiler.restore`` for ``out``, ``skip_tile`` and ``on_tiles``."""
+        return self.tiler.restore(image, out=out, skip_tile=skip_tile, on_tiles=on_tiles)
+
+    def stream(self, frames, skip_tile=None):
+        """Restore an iterable of frames lazily, one output per input, in order."""
+        for frame in frames:
+            yield self.tiler.restore(frame, skip_tile=skip_tile)
+
+    def close(self):
+        self.backend.deactivate()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<Restorer {self.source.name}: {self.description}>"

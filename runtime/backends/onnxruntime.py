@@ -1,0 +1,106 @@
+"""ONNX Runtime backend: the portable model.onnx on CPU, or on CUDA (execution provider + IO
+binding) when onnxruntime-gpu is installed and a GPU is visible.
+
+The portable graph has a fixed tile size (its DFT nodes need static shapes), read here from the
+graph's input; the batch dimension may be dynamic.
+"""
+import numpy as np
+
+from ..errors import BackendError, ModelError
+from .base import Backend
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def _providers():
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.get_available_providers()
+
+
+def _wants_cuda(device, providers):
+    if device is not None and str(device).startswith("cpu"):
+        return False
+    return "CUDAExecutionProvider" in providers
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    @classmethod
+    def unavailable_reason(cls, model, device=None):
+        providers = _providers()
+        if providers is None:
+            return "onnxruntime is not installed"
+        if not (model.onnx or model.fp16_onnx):
+            return "the model has no .onnx file"
+        if device is not None and str(device).startswith("cuda") and "CUDAExecutionProvider" not in providers:
+            return "no CUDAExecutionProvider (install onnxruntime-gpu)"
+        return None
+
+    @classmethod
+    def uses_gpu(cls, model, device=None):
+        providers = _providers() or []
+        return _wants_cuda(device, providers)
+
+    def activate_impl(self):
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+        self._cuda = _wants_cuda(self.device, providers)
+        use_fp16 = self._cuda and self.precision != "fp32" and self.model.fp16_onnx is not None
+        if self.precision == "fp16" and self.model.fp16_onnx is None:
+            raise BackendError(self.model.name, "fp16 requested but the artifact has no model.fp16.onnx", "export with --fp16 or use --precision fp32")
+        path = self.model.fp16_onnx if use_fp16 or not self.model.onnx else self.model.onnx
+        if self._cuda:
+            device_id = int(str(self.device).split(":")[1]) if self.device and ":" in str(self.device) else 0
+            chosen = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+        else:
+            chosen = ["CPUExecutionProvider"]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # ORT's shape-inference warnings are noise for users
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        except Exception as e:  # ORT raises its own exception types for corrupt or foreign files
+            first = str(e).strip().splitlines()[0][:200]
+            raise ModelError(path, f"ONNX Runtime cannot load this model ({first})", "re-export it with restore-export") from None
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self._input_name, self._output_name = inp.name, out.name
+        if inp.type not in _ORT_TYPES or len(inp.shape) != 4:
+            raise ModelError(path, f"input {inp.name!r} is {inp.type} {inp.shape}, expected a float NCHW tensor")
+        self.dtype = np.dtype(_ORT_TYPES[inp.type])
+        n, c, h, w = inp.shape
+        self.in_channels = c if isinstance(c, int) else self.model.io.get("in_channels", 3)
+        fixed = h if isinstance(h, int) and h > 0 else None
+        self.tile = fixed
+        self.max_batch = n if isinstance(n, int) and n > 0 else self.model.metadata.get("shapes", {}).get("batch", {}).get("max")
+        io = self.model.io
+        self.scale = io.get("scale") or self._probe_scale(out)
+        self.out_channels = io.get("out_channels") or (out.shape[1] if isinstance(out.shape[1], int) else self.in_channels)
+        self.size_multiple = io.get("size_multiple", 1)
+        provider = self.session.get_providers()[0]
+        self.description = f"onnxruntime ({provider}, {path.name})"
+        self._binding = self.session.io_binding() if self._cuda else None
+
+    def _probe_scale(self, out):
+        h_out = out.shape[2]
+        if self.tile and isinstance(h_out, int):
+            return h_out // self.tile
+        return 1
+
+    def infer_impl(self, batch):
+        batch = np.ascontiguousarray(batch, dtype=self.dtype)
+        if self._binding is None:
+            return self.session.run([self._output_name], {self._input_name: batch})[0]
+        # CUDA: bind the host batch as input and let ORT allocate the output on the device, so
+        # only one H2D and one D2H copy happen per batch (no intermediate host staging by ORT).
+        self._binding.bind_cpu_input(self._input_name, batch)
+        self._binding.bind_output(self._output_name, "cuda")
+        self.session.run_with_iobinding(self._binding)
+        return self._binding.copy_outputs_to_cpu()[0]
+
+    def deactivate_impl(self):
+        self.session = None
+        self._binding = None
