@@ -61,7 +61,9 @@ class VGGStyleDiscriminator(nn.Module):
     def __init__(self, in_channels=3, width=64, stages=5, input_size=128):
         super().__init__()
         if input_size % 2**stages:
-            raise ConfigError("vgg-style", f"input_size {input_size} is not a multiple of {2**stages}", "pick a multiple")
+            raise ConfigError(
+                "vgg-style", f"input_size {input_size} is not a multiple of {2**stages}", "pick a multiple"
+            )
         self.in_channels = in_channels
         self.fixed_size = input_size
         self.output_kind = "logit"
