@@ -1,0 +1,270 @@
+"""``restore run`` (images, folders, videos) and ``restore demo`` (the shipped model on the bundled
+samples). Thin click layer over Restorer and runtime/streams.py; user errors are RestoreErrors."""
+import json
+import signal
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .errors import ConfigError, InputError, PartialFailure, RestoreError
+
+BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
+SAMPLES_DIR = Path(__file__).parent / "samples"
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt():
+    """SIGTERM stops a run the way Ctrl-C does (partial outputs handled, exit 130)."""
+    try:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        pass
+
+
+def sharp_tile_skipper():
+    """``skip_tile`` predicate for --skip-sharp: GIR's step 1 (blur detection) from runtime/blur.py.
+    A tile that is sharp, or flat (nothing to deblur), is passed through without inference."""
+    try:
+        from .blur import sharp_tile_mask
+    except ImportError as e:
+        raise ConfigError("--skip-sharp", f"blur detection is not available in this install ({e})") from None
+
+    def skip(tile):
+        gray = tile.mean(axis=2) if tile.shape[2] > 1 else tile[..., 0]
+        mask = sharp_tile_mask(gray, tile.shape[0])
+        return bool(np.all(mask))
+
+    return skip
+
+
+def _output_for(src, output, single, frames):
+    """Where one input goes: ``output`` itself for a single file with a suffix, else inside it."""
+    from .streams import VIDEO_FOURCC, is_image, is_video
+
+    if single and output.suffix and not output.is_dir() and not frames:
+        if is_image(src) and not is_image(output):
+            raise ConfigError(output, "an image input needs an image output file (.png, .jpg, .tif...) or a folder")
+        if is_video(src) and output.suffix.lower() not in VIDEO_FOURCC:
+            raise ConfigError(output, f"a video input needs a video output ({', '.join(sorted(VIDEO_FOURCC))}) or a folder")
+        return output
+    if is_video(src):
+        if frames:
+            return output / src.stem
+        return output / (src.stem + (src.suffix if src.suffix.lower() in VIDEO_FOURCC else ".mp4"))
+    return output / src.name
+
+
+def _expand(inputs, output, fps, frames):
+    """(kind, source, destination) jobs. A folder input with a video output becomes one video."""
+    from .streams import is_image, is_video, list_media
+
+    single = len(inputs) == 1
+    jobs = []
+    for src in inputs:
+        if not src.exists():
+            raise InputError(src, "no such file or folder")
+        if src.is_dir():
+            if single and is_video(output):
+                jobs.append(("folder->video", src, output))
+                continue
+            media = list_media(src)
+            if not media:
+                raise InputError(src, "no images or videos in this folder")
+            jobs += [("video" if is_video(p) else "image", p, _output_for(p, output, False, frames)) for p in media]
+        elif is_video(src) or is_image(src):
+            jobs.append(("video" if is_video(src) else "image", src, _output_for(src, output, single, frames)))
+        else:
+            raise InputError(src, f"unknown file type {src.suffix!r}", "give images, videos or folders of them")
+    if fps is not None and not any(kind == "folder->video" for kind, _, _ in jobs):
+        raise ConfigError("--fps", "only used when a folder of frames is written as one video (-o OUT.mp4)")
+    if frames:
+        jobs = [(("video->frames" if kind == "video" else kind), s, d) for kind, s, d in jobs]
+    seen = {}
+    for _, src, dst in jobs:
+        if dst in seen:
+            raise ConfigError(dst, f"both {seen[dst]} and {src} would be written here", "run them separately")
+        seen[dst] = src
+    return jobs
+
+
+def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
+    from tqdm import tqdm
+
+    from . import streams
+
+    if kind == "image":
+        image = streams.read_image(src)
+        tiles = None
+        with tqdm(unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
+            out = restorer.restore(image, skip_tile=skip, on_tiles=bar.update)
+            tiles = bar.n
+        del image
+        streams.write_image(dst, out)
+        return f"{tiles} tiles"
+    if kind == "video":
+        streams.restore_video(restorer, src, dst, skip, progress)
+    elif kind == "video->frames":
+        streams.restore_video_to_frames(restorer, src, dst, skip, progress)
+    else:
+        streams.restore_folder_to_video(restorer, src, dst, fps, skip, progress)
+    return "video"
+
+
+@click.command("run")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output file (one input) or folder.")
+@click.option("--model", default="default", show_default=True, help="'default', an artifact folder, .onnx, .engine or checkpoint.")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
+@click.option("--tile", type=int, help="Tile size in pixels (default: the artifact's advice).")
+@click.option("--overlap", type=int, help="Tile overlap in pixels (default: the artifact's advice).")
+@click.option("--batch", type=int, help="Tiles per inference batch.")
+@click.option("--device", help="cpu, cuda or cuda:N (default: the backend's best).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), help="Default: fp16 on GPU, fp32 on CPU.")
+@click.option("--skip-sharp", is_flag=True, help="Pass sharp and flat tiles through without inference (faster on mostly sharp input).")
+@click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
+@click.option("--frames", is_flag=True, help="Write videos as folders of PNG frames.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, quiet):
+    """Restore images, folders of images/videos, and videos; outputs keep names, size x scale,
+    frame rate. A failing file is reported at the end and the others still run (exit 8)."""
+    from .api import Restorer
+
+    _sigterm_as_interrupt()
+    jobs = _expand(list(inputs), output, fps, frames)
+    skip = sharp_tile_skipper() if skip_sharp else None
+    with Restorer(model, backend=backend, tile=tile, overlap=overlap, batch=batch, device=device, precision=precision) as restorer:
+        click.echo(f"restore: {restorer.description}" + (f" [{restorer.backend_choice}]" if restorer.backend_choice else ""), err=True)
+        failures = []
+        for kind, src, dst in jobs:
+            start = time.perf_counter()
+            try:
+                what = _run_one(restorer, kind, src, dst, skip, not quiet, fps)
+            except RestoreError as e:
+                if len(jobs) == 1:
+                    raise
+                failures.append(f"{e}")
+                click.echo(f"restore: skipped: {e}", err=True)
+                continue
+            if not quiet:
+                click.echo(f"{src} -> {dst} ({what}, {time.perf_counter() - start:.1f} s)", err=True)
+    if failures:
+        raise PartialFailure(f"{len(failures)} of {len(jobs)} inputs", "failed: " + "; ".join(failures))
+
+
+@click.command("demo")
+@click.option("-o", "--output", default="restore-demo", show_default=True, type=click.Path(path_type=Path), help="Folder for the side-by-side PNGs and report.")
+@click.option("--model", default="default", show_default=True)
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
+@click.option("--samples", default=str(SAMPLES_DIR), show_default=True, type=click.Path(path_type=Path), help="Folder of blurry PNGs (sharp references in its sharp/ subfolder).")
+def demo(output, model, backend, samples):
+    """Restore the bundled blurry samples with the shipped model; write before|after PNGs and a
+    report (PSNR against samples/sharp/ where a reference exists, sharpness otherwise)."""
+    from .api import Restorer
+    from .atomic import atomic_write_text
+    from .streams import read_image, write_image
+
+    _sigterm_as_interrupt()
+    paths = sorted(samples.glob("*.png")) if samples.is_dir() else []
+    if not paths:
+        raise InputError(samples, "no sample PNGs here", "give --samples FOLDER")
+    rows = []
+    with Restorer(model, backend=backend) as restorer:
+        click.echo(f"restore demo: {restorer.description}" + (f" [{restorer.backend_choice}]" if restorer.backend_choice else ""), err=True)
+        for path in paths:
+            before = read_image(path)
+            start = time.perf_counter()
+            after = restorer.restore(before)
+            seconds = time.perf_counter() - start
+            row = {"sample": path.name, "size": f"{before.shape[1]}x{before.shape[0]}", "seconds": round(seconds, 3)}
+            reference = samples / "sharp" / path.name
+            if reference.is_file():
+                sharp = read_image(reference)
+                row["psnr_before"] = _psnr(_upscaled(before, restorer.scale), sharp)
+                row["psnr_after"] = _psnr(after, sharp)
+            row["sharpness_before"] = _sharpness(before)
+            row["sharpness_after"] = _sharpness(after)
+            write_image(output / f"{path.stem}.before_after.png", _side_by_side(_upscaled(before, restorer.scale), after))
+            rows.append(row)
+            click.echo(_describe(row), err=True)
+    report = {"model": restorer.source.describe(), "runtime": restorer.description, "samples": rows}
+    atomic_write_text(output / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(output / "report.md", _markdown(report))
+    click.echo(f"restore demo: wrote {len(rows)} before/after images and report.md to {output}", err=True)
+
+
+def _upscaled(image, scale):
+    import cv2
+
+    if scale == 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+
+
+def _as_unit(image):
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        image = image[..., :-1]
+    scale = {np.uint8: 255.0, np.uint16: 65535.0}.get(image.dtype.type, 1.0)
+    return image.astype(np.float64) / scale
+
+
+def _psnr(image, reference):
+    a, b = _as_unit(image), _as_unit(reference)
+    if a.shape != b.shape:
+        return None
+    mse = float(np.mean((a - b) ** 2))
+    return round(10 * np.log10(1.0 / mse), 2) if mse > 0 else float("inf")
+
+
+def _sharpness(image):
+    """Variance of the Laplacian of the gray image in [0, 255]: higher is sharper."""
+    import cv2
+
+    unit = _as_unit(image)
+    gray = unit.mean(axis=2) if unit.ndim == 3 else unit
+    return round(float(cv2.Laplacian((gray * 255).astype(np.float32), cv2.CV_32F).var()), 1)
+
+
+def _side_by_side(before, after):
+    import cv2
+
+    def labelled(image, text):
+        image = np.ascontiguousarray(_as_unit(image) * 255).astype(np.uint8)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        size = max(0.4, image.shape[0] / 600)
+        cv2.putText(image, text, (8, int(24 * size) + 4), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 0), max(1, int(2 * size)), cv2.LINE_AA)
+        return image
+
+    gap = np.full((before.shape[0], 8, 3), 255, np.uint8)
+    return np.concatenate([labelled(before, "before"), gap, labelled(after, "after")], axis=1)
+
+
+def _describe(row):
+    parts = [f"{row['sample']} ({row['size']}, {row['seconds']} s)"]
+    if "psnr_after" in row:
+        parts.append(f"PSNR {row['psnr_before']} -> {row['psnr_after']} dB")
+    parts.append(f"sharpness {row['sharpness_before']} -> {row['sharpness_after']}")
+    return ": ".join(parts[:1]) + ": " + ", ".join(parts[1:])
+
+
+def _markdown(report):
+    lines = [
+        "# restore demo",
+        "",
+        f"Model: {report['model']}  ",
+        f"Runtime: {report['runtime']}",
+        "",
+        "PSNR (dB) against samples/sharp/ where a reference exists; sharpness = variance of the Laplacian (higher is sharper).",
+        "",
+        "| sample | size | s | PSNR before | PSNR after | sharpness before | sharpness after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["samples"]:
+        lines.append(f"| {r['sample']} | {r['size']} | {r['seconds']} | {r.get('psnr_before', '')} | {r.get('psnr_after', '')} | {r['sharpness_before']} | {r['sharpness_after']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,341 @@
+"""Image and video I/O for the runtime: OpenCV decode/encode on their own threads.
+
+Pixels leave this module as RGB(A) or gray NumPy arrays (OpenCV's BGR is converted here), the
+layout ``Restorer`` expects.
+
+Video: decoding and encoding each run on a thread with a bounded queue, so a slow model makes
+the decoder wait (back-pressure) instead of buffering the whole video, and a slow encoder makes
+the model wait. Frame rate and frame size (times the model scale) are kept. OpenCV reads and
+writes pictures only: the audio track is dropped.
+
+Outputs are atomic. A video is written to a hidden ``.NAME.partial.EXT`` and renamed when done.
+On Ctrl-C/SIGTERM the writer is finished properly (so the container index is written) and the
+file is kept as ``NAME.partial.EXT``: a playable video of the frames restored so far, whose name
+says it is incomplete. On any other error it is removed.
+"""
+import contextlib
+import os
+import queue
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import InputError, OutputError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+# What this OpenCV build can write (checked: mp4v, MJPG, XVID, FFV1; no H.264 encoder).
+VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+VIDEO_SUFFIXES = set(VIDEO_FOURCC) | {".webm", ".mpg", ".mpeg", ".wmv", ".flv"}
+DEFAULT_FPS = 25.0
+_DONE = object()
+
+
+def is_image(path):
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_video(path):
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def list_media(folder):
+    """Images and videos directly in ``folder``, sorted by name (hidden files skipped)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and (is_image(p) or is_video(p)))
+
+
+# --- images -------------------------------------------------------------------------------------
+def read_image(path):
+    """RGB(A) or gray array in the file's bit depth (uint8 or uint16)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise InputError(path, "cannot decode this image (corrupt, truncated or not an image)", "check the file or remove it")
+    if image.dtype not in (np.uint8, np.uint16, np.float32):
+        raise InputError(path, f"unsupported pixel type {image.dtype}", "convert it to 8- or 16-bit")
+    return _swap_rb(image)
+
+
+def write_image(path, image):
+    """Write an RGB(A)/gray array atomically. ``image`` is converted to BGR in place (it is the
+    caller's output buffer; copying a 16k x 16k image would double the memory)."""
+    path = Path(path)
+    image = _swap_rb(image)
+    with atomic_path(path) as tmp:
+        try:
+            ok = cv2.imwrite(str(tmp), image)
+        except cv2.error as e:
+            raise OutputError(path, f"OpenCV cannot write this image ({str(e).strip().splitlines()[-1]})", "try .png or .tif") from None
+        if not ok:
+            raise OutputError(path, f"OpenCV cannot write {image.dtype} {image.shape} as {path.suffix}", "try .png or .tif")
+    return path
+
+
+def _swap_rb(image):
+    """BGR(A) <-> RGB(A) in place (the swap is its own inverse)."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA, dst=image)
+    return image
+
+
+# --- video in -----------------------------------------------------------------------------------
+class VideoReader:
+    """Iterate RGB frames of a video, decoded ahead on a thread into a bounded queue."""
+
+    def __init__(self, path, queue_size=8):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(self.path, "no such file")
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            raise InputError(self.path, "cannot open this video (corrupt or unsupported codec)")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+        self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.frame_count = max(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0) or None  # an estimate
+        self._queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._error = None
+        self._thread = None
+
+    def _decode(self):
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._cap.read()
+                if not ok:
+                    break
+                if not _put(self._queue, _swap_rb(frame), self._stop):
+                    return
+        except Exception as e:  # handed to the consumer thread, which raises it
+            self._error = e
+        _put(self._queue, _DONE, self._stop)
+
+    def __iter__(self):
+        self._thread = threading.Thread(target=self._decode, name=f"decode {self.path.name}", daemon=True)
+        self._thread.start()
+        while True:
+            frame = self._queue.get()
+            if frame is _DONE:
+                break
+            yield frame
+        if self._error is not None:
+            raise InputError(self.path, f"decoding failed ({self._error})")
+
+    def close(self):
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        if self._thread is not None:
+            self._thread.join()
+        self._cap.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- video out ----------------------------------------------------------------------------------
+class VideoWriter:
+    """Encode RGB frames on a thread; atomic rename on ``close()``; ``abort()`` on failure."""
+
+    def __init__(self, path, fps, size, queue_size=8):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_FOURCC:
+            raise OutputError(self.path, f"cannot write {suffix or 'extensionless'} video", f"use one of {', '.join(sorted(VIDEO_FOURCC))}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        self.size = tuple(int(v) for v in size)  # (width, height)
+        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC[suffix]), float(fps), self.size)
+        if not self._writer.isOpened():
+            _remove(self.tmp)
+            raise OutputError(self.path, "OpenCV cannot open a video writer here", "check the folder is writable, or try .avi")
+        self.frames = 0
+        self._queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._error = None
+        self._thread = threading.Thread(target=self._encode, name=f"encode {self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _encode(self):
+        try:
+            while True:
+                frame = self._queue.get()
+                if frame is _DONE:
+                    return
+                self._writer.write(frame)
+                self.frames += 1
+        except Exception as e:
+            self._error = e
+            self._stop.set()
+
+    def write(self, frame):
+        if frame.shape[1::-1] != self.size:
+            raise InputError(self.path, f"frame of size {frame.shape[1]}x{frame.shape[0]} in a {self.size[0]}x{self.size[1]} video", "all frames must have one size")
+        frame = _to_bgr8(frame)
+        if not _put(self._queue, frame, self._stop):
+            raise OutputError(self.path, f"video encoding failed ({self._error})")
+
+    def _finish(self):
+        self._queue.put(_DONE)  # the encoder thread is alive until it takes this, so no deadlock
+        self._thread.join()
+        self._writer.release()
+
+    def close(self):
+        self._finish()
+        if self._error is not None:
+            _remove(self.tmp)
+            raise OutputError(self.path, f"video encoding failed ({self._error})")
+        try:
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            _remove(self.tmp)
+            raise OutputError(self.path, f"cannot write: {e.strerror}") from None
+        return self.path
+
+    def abort(self, keep_partial):
+        """Stop after the frames queued so far. ``keep_partial``: finish the file as a playable
+        NAME.partial.EXT (if it has frames); otherwise remove it. Returns the kept path or None."""
+        if self._thread.is_alive():
+            self._finish()
+        else:
+            self._writer.release()
+        if keep_partial and self.frames > 0 and self._error is None:
+            os.replace(self.tmp, self.partial)
+            return self.partial
+        _remove(self.tmp)
+        return None
+
+
+def _to_bgr8(frame):
+    if frame.dtype == np.uint16:
+        frame = (frame >> 8).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        frame = np.rint(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR)
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+
+def _put(q, item, stop):
+    """Put with back-pressure; give up (False) once ``stop`` is set so threads never hang."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _remove(path):
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+# --- whole jobs ---------------------------------------------------------------------------------
+def restore_frames(restorer, frames, writer, total=None, name="", skip_tile=None, progress=True):
+    """Restore ``frames`` into ``writer`` with a frames/s progress bar. On Ctrl-C the partial video
+    is kept (see module doc), on other errors removed; the exception propagates."""
+    from tqdm import tqdm
+
+    try:
+        with tqdm(total=total, unit="frame", desc=name, disable=not progress, leave=False, delay=1.0) as bar:
+            for frame in frames:
+                writer.write(restorer.restore(frame, skip_tile=skip_tile))
+                bar.update()
+    except KeyboardInterrupt:
+        kept = writer.abort(keep_partial=True)
+        if kept is not None:
+            print(f"interrupted: kept the {writer.frames} frames restored so far as {kept}", flush=True)
+        raise
+    except BaseException:
+        writer.abort(keep_partial=False)
+        raise
+    return writer.close()
+
+
+def restore_video(restorer, src, dst, skip_tile=None, progress=True):
+    """Video file -> video file with the same frame rate and frame size x model scale."""
+    with VideoReader(src) as reader:
+        size = (reader.width * restorer.scale, reader.height * restorer.scale)
+        writer = VideoWriter(dst, reader.fps, size)
+        restore_frames(restorer, reader, writer, reader.frame_count, Path(src).name, skip_tile, progress)
+    return dst
+
+
+def restore_video_to_frames(restorer, src, folder, skip_tile=None, progress=True):
+    """Video file -> folder of PNG frames (000000.png, ...), each written atomically."""
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    with VideoReader(src) as reader:
+        with tqdm(total=reader.frame_count, unit="frame", desc=Path(src).name, disable=not progress, leave=False, delay=1.0) as bar:
+            for i, frame in enumerate(reader):
+                write_image(folder / f"{i:06d}.png", restorer.restore(frame, skip_tile=skip_tile))
+                bar.update()
+    return folder
+
+
+def restore_folder_to_video(restorer, folder, dst, fps=None, skip_tile=None, progress=True):
+    """Folder of image frames (sorted by name) -> one video at ``fps`` (default 25)."""
+    paths = [p for p in list_media(folder) if is_image(p)]
+    if not paths:
+        raise InputError(folder, "no image frames in this folder")
+    first = read_image(paths[0])
+    h, w = first.shape[:2]
+    writer = VideoWriter(dst, fps or DEFAULT_FPS, (w * restorer.scale, h * restorer.scale))
+
+    def frames():
+        yield first
+        for p in paths[1:]:
+            frame = read_image(p)
+            if frame.shape[:2] != (h, w):
+                raise InputError(p, f"frame is {frame.shape[1]}x{frame.shape[0]}, the first frame is {w}x{h}")
+            yield frame
+
+    return restore_frames(restorer, prefetched(frames()), writer, len(paths), Path(folder).name, skip_tile, progress)
+
+
+def prefetched(iterable, queue_size=8):
+    """Run ``iterable`` (e.g. image decoding) on a thread, at most ``queue_size`` items ahead."""
+    q, stop, failure = queue.Queue(maxsize=queue_size), threading.Event(), []
+
+    def produce():
+        try:
+            for item in iterable:
+                if not _put(q, item, stop):
+                    return
+        except BaseException as e:  # re-raised in the consumer
+            failure.append(e)
+        _put(q, _DONE, stop)
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                break
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        thread.join()
