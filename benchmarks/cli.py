@@ -1,0 +1,81 @@
+"""``restore bench``: latency, throughput, memory, FLOPs and distance to the hardware floor."""
+import click
+
+from restore.runtime.errors import ConfigError
+
+
+def _split(values):
+    """Options may be repeated and/or comma-separated: --model a,b --model c -> [a, b, c]."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _tiles(values):
+    tiles = []
+    for v in _split(values) or ["0"]:
+        try:
+            t = int(v)
+        except ValueError:
+            raise ConfigError(f"--tile {v}", "not a number", "give tile sizes in pixels, 0 for whole frames") from None
+        tiles.append(t or None)
+    return tiles
+
+
+@click.command("bench")
+@click.option("--model", "models", multiple=True, help="Zoo name (fourier-unet, nafnet, mimo-unet, deeprft, ...), 'default', an artifact dir or a checkpoint. Repeat or comma-separate. [default: default if installed, else fourier-unet]")
+@click.option("--backend", "backends", multiple=True, help="torch, onnxruntime, tensorrt or auto. Repeat or comma-separate. [default: torch]")
+@click.option("--size", "sizes", multiple=True, help="Frame sizes WIDTHxHEIGHT, comma-separated. [default: 1280x720,1920x1080,3840x2160]")
+@click.option("--tile", "tiles", multiple=True, help="Tile sizes in pixels (0 = whole frame), comma-separated. [default: 0]")
+@click.option("--precision", "precisions", multiple=True, help="fp32, fp16 (bf16). [default: fp16 on a GPU, fp32 on a CPU]")
+@click.option("--frames", default=20, show_default=True, type=click.IntRange(1), help="Timed frames per case.")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0), help="Untimed frames first (autotuning, allocations).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N. [default: cuda if available]")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write all results here.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a PNG plot here.")
+@click.option("--no-floor", is_flag=True, help="Skip measuring the device's matmul rate and bandwidth.")
+def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, json_out, plot_out, no_floor):
+    """Time models and backends on synthetic frames, host frame in to host frame out.
+
+    Per case: latency p50/p95/p99 (after warm-up), frames/s and megapixels/s, the median time of
+    each stage (decode, upload, compute, download, stitch, encode; n/a where a backend has no such
+    stage), peak host RSS and device memory, FLOPs per pixel, achieved TFLOP/s and compute time
+    over the hardware floor.
+    """
+    from tqdm import tqdm
+
+    from . import report, suite
+    from .harness import default_device
+
+    device = device or default_device()
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise ConfigError(f"--device {device}", "unknown device", "use cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}", "no CUDA GPU is available here", "use --device cpu")
+    models = _split(models) or [_default_model()]
+    case_list = suite.cases(models, _split(backends) or ["torch"], _split(sizes) or ["1280x720", "1920x1080", "3840x2160"],
+                            _tiles(tiles), _split(precisions) or (["fp16"] if device.startswith("cuda") else ["fp32"]))
+    with tqdm(total=len(case_list) * (frames + warmup), unit="frame", desc="bench", leave=False) as bar:
+        def show(record):
+            bar.set_postfix_str(f"{record['model']} {record['size']}")
+
+        result = suite.run_matrix(case_list, frames, warmup, device, measure_floor=not no_floor, progress=bar, on_result=show)
+    click.echo(report.table(result))
+    if json_out:
+        report.write_json(result, json_out)
+        click.echo(f"wrote {json_out}")
+    if plot_out:
+        report.plot(result, plot_out)
+        click.echo(f"wrote {plot_out}")
+    failed = [r for r in result["results"] if r.get("error")]
+    if failed:
+        from restore.runtime.errors import PartialFailure
+
+        raise PartialFailure(f"{len(failed)} of {len(case_list)} cases", "failed (see FAILED rows)", "the other results were written")
+
+
+def _default_model():
+    from restore.runtime.artifact import DEFAULT_MODEL_DIR
+
+    return "default" if DEFAULT_MODEL_DIR.is_dir() and any(DEFAULT_MODEL_DIR.iterdir()) else "fourier-unet"

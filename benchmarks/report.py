@@ -1,0 +1,113 @@
+"""Present benchmark results: a plain-text table, the JSON file and a PNG plot (all files atomic)."""
+import json
+
+from restore.runtime.atomic import atomic_path, atomic_write_text
+
+COLUMNS = [
+    # header, width, how to get the value from a result record
+    ("model", 13, lambda r: r["model"]),
+    ("backend", 11, lambda r: r["backend"]),
+    ("prec", 4, lambda r: r["precision"]),
+    ("size", 9, lambda r: r["size"]),
+    ("tile", 4, lambda r: r.get("tile") or "-"),
+    ("p50 ms", 8, lambda r: r["latency_ms"]["p50"]),
+    ("p95 ms", 8, lambda r: r["latency_ms"]["p95"]),
+    ("p99 ms", 8, lambda r: r["latency_ms"]["p99"]),
+    ("fps", 7, lambda r: r["fps"]),
+    ("MP/s", 7, lambda r: r["megapixels_per_s"]),
+    ("dec", 6, lambda r: r["stages_ms"]["decode"]),
+    ("up", 6, lambda r: r["stages_ms"]["upload"]),
+    ("comp", 8, lambda r: r["stages_ms"]["compute"]),
+    ("down", 6, lambda r: r["stages_ms"]["download"]),
+    ("stitch", 6, lambda r: r["stages_ms"]["stitch"]),
+    ("enc", 6, lambda r: r["stages_ms"]["encode"]),
+    ("ovl", 4, lambda r: r.get("overlap_efficiency")),
+    ("RSS MB", 7, lambda r: r["peak_host_rss_mb"]),
+    ("dev MB", 7, lambda r: r["peak_device_mb"]),
+    ("kFLOP/px", 8, lambda r: r["flops_per_pixel"] / 1e3 if r.get("flops_per_pixel") else None),
+    ("TFLOP/s", 7, lambda r: r.get("achieved_tflops")),
+    ("x floor", 7, lambda r: (r.get("floor") or {}).get("compute_over_floor")),
+]
+
+
+def _cell(value, width):
+    if value is None:
+        text = "n/a"
+    elif isinstance(value, float):
+        text = f"{value:.{max(0, min(3, width - len(str(int(abs(value)))) - 2))}f}"
+    else:
+        text = str(value)
+    return text.rjust(width) if isinstance(value, (int, float)) or value is None else text.ljust(width)
+
+
+def table(report):
+    """The results as a fixed-width text table (stage columns are medians in ms; n/a = stage not
+    used by that backend; 'x floor' = compute time / hardware floor)."""
+    lines = ["  ".join(h.ljust(w) if i < 5 else h.rjust(w) for i, (h, w, _) in enumerate(COLUMNS))]
+    for r in report["results"]:
+        if r.get("error"):
+            head = "  ".join(_cell(get(r), w) for h, w, get in COLUMNS[:5])
+            lines.append(f"{head}  FAILED: {r['error']}")
+            continue
+        lines.append("  ".join(_cell(get(r), w) for _, w, get in COLUMNS))
+    rates = report.get("rates")
+    device = report.get("device", {})
+    lines.append(f"device: {device.get('name', device.get('device'))}")
+    if rates:
+        lines.append(f"measured: {rates['matmul_tflops']:.2f} TFLOP/s dense {rates['matmul_dtype']} matmul, "
+                     f"{rates['bandwidth_gbs']:.1f} GB/s copy bandwidth")
+    return "\n".join(lines)
+
+
+def write_json(report, path):
+    atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+def plot(report, path, title=None):
+    """Three panels: frames/s per model and size, p50 latency with p95/p99 whiskers, and compute
+    time over the hardware floor. Cases differing in backend/precision/tile get their own bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in report["results"] if not r.get("error")]
+    sizes = list(dict.fromkeys(r["size"] for r in ok))
+    series = list(dict.fromkeys(_series(r) for r in ok))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    width = 0.8 / max(len(series), 1)
+    for i, name in enumerate(series):
+        xs, fps, p50, lo, hi, ratio = [], [], [], [], [], []
+        for j, size in enumerate(sizes):
+            match = [r for r in ok if _series(r) == name and r["size"] == size]
+            if not match:
+                continue
+            r = match[0]
+            xs.append(j + (i - (len(series) - 1) / 2) * width)
+            fps.append(r["fps"])
+            lat = r["latency_ms"]
+            p50.append(lat["p50"])
+            lo.append(0)
+            hi.append(max(lat["p99"], lat["p95"]) - lat["p50"])
+            ratio.append((r.get("floor") or {}).get("compute_over_floor") or 0)
+        axes[0].bar(xs, fps, width, label=name)
+        axes[1].bar(xs, p50, width, yerr=[lo, hi], capsize=2, label=name)
+        axes[2].bar(xs, ratio, width, label=name)
+    for ax, ylabel in zip(axes, ("frames/s (higher is better)", "latency p50 ms, whisker to p99", "compute time / hardware floor")):
+        ax.set_xticks(range(len(sizes)), sizes)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    device = report.get("device", {})
+    fig.suptitle(title or f"restore bench on {device.get('name', device.get('device'))} ({report.get('created', '')[:10]})")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def _series(r):
+    tile = f" t{r['tile']}" if r.get("tile") else ""
+    return f"{r['model']} {r['backend']} {r['precision']}{tile}"
