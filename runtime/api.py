@@ -22,7 +22,8 @@ class Restorer:
         mean, std = self.source.normalisation
         self.tiler = Tiler(
             self.backend,
-            tile=tile or advice["tile"],
+            tile=tile,
+            default_tile=advice["tile"],
             overlap=advice["overlap"] if overlap is None else overlap,
             batch=batch or advice["batch"],
             mean=mean,
@@ -39,14 +40,14 @@ class Restorer:
         t = self.tiler
         return f"{self.backend.description}; tile {t.tile}, overlap {t.overlap}, batch {t.batch}, x{t.scale}"
 
-    def restore(self, image, out=None, skip_tile=None, on_tiles=None):
-        """Restore one image; see ``Tiler.restore`` for ``out``, ``skip_tile`` and ``on_tiles``."""
-        return self.tiler.restore(image, out=out, skip_tile=skip_tile, on_tiles=on_tiles)
+    def restore(self, image, out=None, skip_tiles=None, on_tiles=None):
+        """Restore one image; see ``Tiler.restore`` for ``out``, ``skip_tiles`` and ``on_tiles``."""
+        return self.tiler.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles)
 
-    def stream(self, frames, skip_tile=None):
+    def stream(self, frames, skip_tiles=None):
         """Restore an iterable of frames lazily, one output per input, in order."""
         for frame in frames:
-            yield self.tiler.restore(frame, skip_tile=skip_tile)
+            yield self.tiler.restore(frame, skip_tiles=skip_tiles)
 
     def close(self):
         self.backend.deactivate()

@@ -27,19 +27,21 @@ def _sigterm_as_interrupt():
 
 
 def sharp_tile_skipper():
-    """``skip_tile`` predicate for --skip-sharp: GIR's step 1 (blur detection) from runtime/blur.py.
-    A tile that is sharp, or flat (nothing to deblur), is passed through without inference."""
+    """``skip_tiles`` for --skip-sharp: GIR's step 1 (blur detection, runtime/blur.py) over the
+    whole image, asked about every processing tile. Sharp or flat tiles (nothing to deblur) are
+    passed through without inference."""
     try:
         from .blur import sharp_tile_mask
     except ImportError as e:
         raise ConfigError("--skip-sharp", f"blur detection is not available in this install ({e})") from None
 
-    def skip(tile):
-        gray = tile.mean(axis=2) if tile.shape[2] > 1 else tile[..., 0]
-        mask = sharp_tile_mask(gray, tile.shape[0])
-        return bool(np.all(mask))
+    def skip_tiles(image, boxes):
+        try:
+            return sharp_tile_mask(np.asarray(image), tile=None, boxes=boxes)
+        except ValueError:  # too small to analyse: restore everything
+            return np.zeros(len(boxes), bool)
 
-    return skip
+    return skip_tiles
 
 
 def _output_for(src, output, single, frames):
@@ -101,7 +103,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
         image = streams.read_image(src)
         tiles = None
         with tqdm(unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
-            out = restorer.restore(image, skip_tile=skip, on_tiles=bar.update)
+            out = restorer.restore(image, skip_tiles=skip, on_tiles=bar.update)
             tiles = bar.n
         del image
         streams.write_image(dst, out)

@@ -121,11 +121,14 @@ class VideoReader:
     def __iter__(self):
         self._thread = threading.Thread(target=self._decode, name=f"decode {self.path.name}", daemon=True)
         self._thread.start()
-        while True:
-            frame = self._queue.get()
-            if frame is _DONE:
-                break
-            yield frame
+        try:
+            while True:
+                frame = self._queue.get()
+                if frame is _DONE:
+                    break
+                yield frame
+        finally:  # also when the consumer stops early: the decode thread must not linger
+            self.close()
         if self._error is not None:
             raise InputError(self.path, f"decoding failed ({self._error})")
 
@@ -250,7 +253,7 @@ def _remove(path):
 
 
 # --- whole jobs ---------------------------------------------------------------------------------
-def restore_frames(restorer, frames, writer, total=None, name="", skip_tile=None, progress=True):
+def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=None, progress=True):
     """Restore ``frames`` into ``writer`` with a frames/s progress bar. On Ctrl-C the partial video
     is kept (see module doc), on other errors removed; the exception propagates."""
     from tqdm import tqdm
@@ -258,7 +261,7 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tile=None
     try:
         with tqdm(total=total, unit="frame", desc=name, disable=not progress, leave=False, delay=1.0) as bar:
             for frame in frames:
-                writer.write(restorer.restore(frame, skip_tile=skip_tile))
+                writer.write(restorer.restore(frame, skip_tiles=skip_tiles))
                 bar.update()
     except KeyboardInterrupt:
         kept = writer.abort(keep_partial=True)
@@ -271,16 +274,16 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tile=None
     return writer.close()
 
 
-def restore_video(restorer, src, dst, skip_tile=None, progress=True):
+def restore_video(restorer, src, dst, skip_tiles=None, progress=True):
     """Video file -> video file with the same frame rate and frame size x model scale."""
     with VideoReader(src) as reader:
         size = (reader.width * restorer.scale, reader.height * restorer.scale)
         writer = VideoWriter(dst, reader.fps, size)
-        restore_frames(restorer, reader, writer, reader.frame_count, Path(src).name, skip_tile, progress)
+        restore_frames(restorer, reader, writer, reader.frame_count, Path(src).name, skip_tiles, progress)
     return dst
 
 
-def restore_video_to_frames(restorer, src, folder, skip_tile=None, progress=True):
+def restore_video_to_frames(restorer, src, folder, skip_tiles=None, progress=True):
     """Video file -> folder of PNG frames (000000.png, ...), each written atomically."""
     from tqdm import tqdm
 
@@ -288,12 +291,12 @@ def restore_video_to_frames(restorer, src, folder, skip_tile=None, progress=True
     with VideoReader(src) as reader:
         with tqdm(total=reader.frame_count, unit="frame", desc=Path(src).name, disable=not progress, leave=False, delay=1.0) as bar:
             for i, frame in enumerate(reader):
-                write_image(folder / f"{i:06d}.png", restorer.restore(frame, skip_tile=skip_tile))
+                write_image(folder / f"{i:06d}.png", restorer.restore(frame, skip_tiles=skip_tiles))
                 bar.update()
     return folder
 
 
-def restore_folder_to_video(restorer, folder, dst, fps=None, skip_tile=None, progress=True):
+def restore_folder_to_video(restorer, folder, dst, fps=None, skip_tiles=None, progress=True):
     """Folder of image frames (sorted by name) -> one video at ``fps`` (default 25)."""
     paths = [p for p in list_media(folder) if is_image(p)]
     if not paths:
@@ -310,7 +313,7 @@ def restore_folder_to_video(restorer, folder, dst, fps=None, skip_tile=None, pro
                 raise InputError(p, f"frame is {frame.shape[1]}x{frame.shape[0]}, the first frame is {w}x{h}")
             yield frame
 
-    return restore_frames(restorer, prefetched(frames()), writer, len(paths), Path(folder).name, skip_tile, progress)
+    return restore_frames(restorer, prefetched(frames()), writer, len(paths), Path(folder).name, skip_tiles, progress)
 
 
 def prefetched(iterable, queue_size=8):

@@ -82,8 +82,7 @@ def seam_ratio(image, tile, overlap, scale=1):
         grad = np.diff(img, axis=axis) ** 2  # grad[k] is the step between pixel k and k + 1
         grad = grad.mean(axis=(1 - axis, 2))
         on = np.zeros(grad.shape[0], bool)
-        for x in lines:
-            on[max(x - 2, 0) : x + 1] = True  # the steps at x-2..x cover the line and its neighbour
+        on[[x - 1 for x in lines]] = True  # the step between pixels x-1 and x crosses line x
         if on.any() and (~on).any():
             energies.append((grad[on].mean(), grad[~on].mean()))
     if not energies:
@@ -97,15 +96,19 @@ class Tiler:
     """Runs an activated backend over images of any size.
 
     ``tile``/``overlap``/``batch``: in input pixels and tiles per batch; a backend with a fixed
-    tile size imposes its own. ``mean``/``std``: the model's input normalisation (per model
+    tile size imposes its own (``tile`` None: that one, else ``default_tile``). ``mean``/``std``: the model's input normalisation (per model
     channel), undone on the output."""
 
-    def __init__(self, backend, tile=256, overlap=32, batch=4, mean=None, std=None, rows_per_call_tiles=32):
+    def __init__(self, backend, tile=None, overlap=32, batch=4, mean=None, std=None, default_tile=256, rows_per_call_tiles=32):
         self.backend = backend
         mult = max(int(backend.size_multiple or 1), 1)
         if backend.tile:
+            if tile is not None and tile != backend.tile:
+                raise ConfigError(f"tile={tile}", f"this model runs tiles of exactly {backend.tile} pixels", "leave the tile size out")
             tile = backend.tile
-        elif tile is None or tile < mult:
+        elif tile is None:
+            tile = -(-int(default_tile) // mult) * mult
+        elif tile < mult:
             raise ConfigError(f"tile={tile}", f"tile must be at least the model's size multiple {mult}")
         else:
             tile = -(-int(tile) // mult) * mult
@@ -143,14 +146,14 @@ class Tiler:
         return self.tile if need >= self.tile or need <= self.overlap else need
 
     # --- the work -----------------------------------------------------------------------------
-    def restore(self, image, out=None, skip_tile=None, on_tiles=None):
+    def restore(self, image, out=None, skip_tiles=None, on_tiles=None):
         """Restore ``image`` (H, W[, C]; uint8, uint16 or float in [0, 1]; C = 1..4, the last
         channel of 2 or 4 is alpha). Returns ``out`` (allocated when None) with the same dtype and
         channels, H and W times the model scale.
 
-        ``skip_tile(tile) -> bool`` sees each tile as float32 (T, T, C) in [0, 1] (colour
-        channels only); tiles it accepts are passed through (resized for x4) without inference.
-        ``on_tiles(n)`` is called as tiles finish (progress bars)."""
+        ``skip_tiles(image, boxes) -> bool array`` is asked once, with every tile's region of the
+        image as (y, x, h, w); tiles it marks True are passed through (resized for x4) without
+        inference (``--skip-sharp``). ``on_tiles(n)`` is called as tiles finish (progress bars)."""
         shape, dtype = tuple(image.shape), np.dtype(image.dtype)
         if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
             raise InputError(f"image {shape}", "expected an H x W or H x W x C array with 1 to 4 channels")
@@ -173,7 +176,12 @@ class Tiler:
         w2 = (w1[:, None] * w1[None, :])[..., None]
         wy = weight_sum(padded_h * s, [y * s for y in ys], t_out, w1)
         wx = weight_sum(padded_w * s, [x * s for x in xs], t_out, w1)
-        job = _Job(self, image, out, dtype, color, channels, skip_tile, on_tiles, tile,
+        skip = set()
+        if skip_tiles is not None:
+            boxes = [_box(y, x, tile, pad_y, pad_x, h, w) for y in ys for x in xs]
+            marks = np.asarray(skip_tiles(image, boxes), bool).reshape(-1)
+            skip = {(y, x) for (y, x), m in zip([(y, x) for y in ys for x in xs], marks) if m}
+        job = _Job(self, image, out, dtype, color, channels, skip, on_tiles, tile,
                    (h, w), (pad_y, pad_x), rows_idx, cols_idx, w2, wy, wx)
         rows_per_call = max(1, self.rows_per_call_tiles // len(xs))
         for i0 in range(0, len(ys), rows_per_call):
@@ -216,11 +224,11 @@ class Tiler:
 class _Job:
     """State of one ``Tiler.restore`` call: the rolling output accumulator and its flushing."""
 
-    def __init__(self, tiler, image, out, dtype, color, channels, skip_tile, on_tiles, tile, size, pads, rows_idx, cols_idx, w2, wy, wx):
+    def __init__(self, tiler, image, out, dtype, color, channels, skip, on_tiles, tile, size, pads, rows_idx, cols_idx, w2, wy, wx):
         self.t = tiler
         self.image, self.out, self.dtype = image, out, dtype
         self.color, self.channels = color, channels
-        self.skip_tile, self.on_tiles, self.tile = skip_tile, on_tiles, tile
+        self.skip, self.on_tiles, self.tile = skip, on_tiles, tile
         self.h, self.w = size
         self.pad_y, self.pad_x = pads
         self.rows_idx, self.cols_idx = rows_idx, cols_idx
@@ -251,7 +259,7 @@ class _Job:
             strip = self._read_strip(y)
             for x in xs:
                 tile = strip[:, x : x + self.tile]
-                if self.skip_tile is not None and self.skip_tile(tile):
+                if (y, x) in self.skip:
                     self._add(y, x, _upscale(tile, s))
                     if self.on_tiles:
                         self.on_tiles(1)
@@ -331,6 +339,13 @@ class _Job:
         big = cv2.resize(alpha, (self.w * s, (c1 - c0) * s), interpolation=cv2.INTER_LINEAR)
         big = big[(a0 - c0) * s : (a1 - c0) * s]
         return big.astype(self.dtype, copy=False)[..., None]
+
+
+def _box(y, x, tile, pad_y, pad_x, h, w):
+    """The image region (y, x, h, w) a tile at padded (y, x) covers, clipped to the image."""
+    y0, x0 = max(y - pad_y, 0), max(x - pad_x, 0)
+    y1, x1 = min(y - pad_y + tile, h), min(x - pad_x + tile, w)
+    return (y0, x0, max(y1 - y0, 1), max(x1 - x0, 1))
 
 
 def _upscale(tile, scale):

@@ -1,0 +1,108 @@
+"""Restorer (the Python API), model resolution, backend choice, and the no-torch import rule."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from restore.runtime import Restorer
+from restore.runtime.artifact import DEFAULT_MODEL_DIR, resolve_model
+from restore.runtime.backends import choose_backend
+from restore.runtime.errors import BackendError, ConfigError, ModelError
+from restore.runtime.testing import write_conv_artifact
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    return write_conv_artifact(tmp_path_factory.mktemp("m") / "conv", layers=2, tile=32, overlap=8)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A small fourier-unet checkpoint, as restore train would write it."""
+    torch = pytest.importorskip("torch")
+    from restore.trainer.checkpoint import save_checkpoint
+    from restore.trainer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"type": "fourier-unet", "widths": [8, 16], "blocks": 1, "fourier": 1, "grid": 4})
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", model)
+
+
+def test_restorer_runs_a_real_onnx_session_and_closes(artifact):
+    image = (np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)
+    with Restorer(artifact, backend="onnxruntime") as r:
+        assert r.backend.tile == 32 and "CPUExecutionProvider" in r.description
+        out = r.restore(image)
+        frames = list(r.stream([image, image[:20, :30]]))
+    assert not r.backend.is_active
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, image)  # the conv model changed something
+    assert [f.shape for f in frames] == [(50, 70, 3), (20, 30, 3)]
+    np.testing.assert_array_equal(frames[0], out)
+
+
+def test_auto_says_what_it_picked(artifact):
+    backend, why = choose_backend("auto", resolve_model(artifact))
+    assert backend.name == "onnxruntime" and why.startswith("auto picked onnxruntime")
+
+
+def test_torch_backend_runs_a_checkpoint_and_auto_falls_back_to_it(checkpoint):
+    image = (np.random.default_rng(1).random((30, 45, 3)) * 65535).astype(np.uint16)
+    with Restorer(checkpoint, backend="auto", tile=16, overlap=4) as r:
+        assert r.backend.name == "torch" and r.backend.tile is None and r.tiler.tile == 16
+        out = r.restore(image)
+    assert out.shape == image.shape and out.dtype == np.uint16
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter is enough for one conv
+def test_onnx_backend_matches_torch_on_the_same_conv_weights(tmp_path):
+    """Two backends, one model: ONNX Runtime on an exported conv net vs torch running it."""
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1))
+    x = torch.rand(2, 3, 32, 32)
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["output"], dynamo=False,
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    from restore.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(resolve_model(path)) as backend:
+        assert backend.tile == 32 and backend.max_batch is None
+        y = backend.infer(x.numpy())
+    np.testing.assert_allclose(y, model(x).detach().numpy(), atol=1e-5)
+
+
+def test_model_and_backend_errors_are_user_errors(artifact, tmp_path):
+    with pytest.raises(ConfigError):
+        Restorer(tmp_path / "missing.onnx")
+    with pytest.raises(BackendError):
+        Restorer(artifact, backend="torch")  # no checkpoint in this artifact
+    with pytest.raises(ConfigError):
+        Restorer(artifact, backend="nope")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelError):
+        Restorer(bad, backend="onnxruntime")
+    (bad / "metadata.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ModelError):
+        Restorer(bad)
+
+
+def test_default_model_resolves_when_shipped():
+    if not DEFAULT_MODEL_DIR.is_dir() or not any(DEFAULT_MODEL_DIR.iterdir()):
+        with pytest.raises(ModelError):
+            resolve_model("default")
+    else:
+        assert resolve_model("default").name == "default"
+
+
+def test_runtime_imports_without_torch():
+    code = (
+        "import sys; import restore.runtime.api, restore.runtime.tiler, restore.runtime.streams, "
+        "restore.runtime.run_cli, restore.runtime.backends.onnxruntime, restore.runtime.backends.torch; "
+        "from restore.runtime import Restorer; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorrt')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
