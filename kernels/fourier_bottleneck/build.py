@@ -49,7 +49,7 @@ def nvcc_command(nvcc, output):
 
 def _stamp(command):
     digest = hashlib.sha256()
-    for name in SOURCES:
+    for name in (*SOURCES, Path(__file__).name):  # this file too: it decides flags and the usage table
         digest.update((HERE / name).read_bytes())
     digest.update(" ".join(command[1:]).encode())
     return digest.hexdigest()
