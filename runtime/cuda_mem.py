@@ -49,6 +49,8 @@ def cuda_call(result, what="CUDA"):
 def _cuda_error(err, what):
     from cuda.bindings import driver, runtime
 
+    if not isinstance(err, (driver.CUresult, runtime.cudaError_t)):  # e.g. nvrtcResult
+        return BackendError(what, getattr(err, "name", str(err)))
     if isinstance(err, driver.CUresult):
         # The driver API's own lookups need libcuda, which a machine without a driver lacks.
         name, text = err.name, "CUDA driver API error"

@@ -6,7 +6,6 @@ import importlib.util
 import shlex
 import shutil
 import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
