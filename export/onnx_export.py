@@ -1,0 +1,82 @@
+"""Trace a generator into ONNX: the portable graph (MatMul DFT), the plugin graph (one
+FourierBottleneck node per bottleneck), or the ONNX-DFT graph (measurement only), fp32 or fp16.
+
+Input "input" (N, C, tile, tile), output "output" (N, C', tile*scale, tile*scale); N is dynamic
+within the batch range, H and W are fixed (the DFT matrices are sized for the tile).
+"""
+import contextlib
+import copy
+import io
+import json
+import logging
+import warnings
+
+import onnx
+import torch
+
+from .fp16 import Fp32Island, wrap_fp32_islands
+from .plugin_op import TRANSLATIONS
+from .spectral import FP32_MODULES, swap_spectral_filters
+
+DEFAULT_OPSET = 18
+MAX_IR_VERSION = 13  # ONNX Runtime 1.31 refuses newer; onnx 1.23 writes 14 by default
+
+
+def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=False, fp32_modules=(), spectral_fp32=True):
+    """Return the ModelProto of ``model`` (probed by spectral.probe_plane_shapes) with its
+    SpectralFilters swapped for ``variant`` ("matmul", "plugin" or "dft").
+
+    half: fp16 weights and I/O, with ``fp32_modules`` (names) kept fp32 and, unless
+    ``spectral_fp32`` is False (measurement only), the spectral stand-ins too."""
+    net = copy.deepcopy(model)
+    swap_spectral_filters(net, variant)
+    if half:
+        wrap_fp32_islands(net, fp32_modules)
+        net = net.half()
+        for module in net.modules():
+            if isinstance(module, Fp32Island) or (spectral_fp32 and isinstance(module, FP32_MODULES)):
+                module.float()
+    net.eval()
+    low, high = batch
+    # A batch-1 example makes torch.export specialise the batch to 1; trace with 2 when allowed.
+    example_batch = min(max(2, low), high)
+    dtype = torch.float16 if half else torch.float32
+    x = torch.rand(example_batch, model.in_channels, tile, tile, dtype=dtype)
+    dynamic = None
+    if high > low:
+        dynamic = ({0: torch.export.Dim("batch", min=low, max=high)},)
+    # The dynamo exporter reports its steps on stdout and logs warnings about torch internals
+    # (torchvision missing): keep the CLI's output to what the user asked for.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logger("torch.onnx"):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            net, (x,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
+            dynamic_shapes=dynamic, custom_translation_table=TRANSLATIONS, external_data=False,
+        )
+    proto = program.model_proto
+    proto.ir_version = min(MAX_IR_VERSION, onnx.helper.find_min_ir_version_for(proto.opset_import, True))
+    return proto
+
+
+@contextlib.contextmanager
+def _quiet_logger(name):
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def set_metadata(proto, metadata):
+    """Embed the artifact metadata (metadata.json) in the model's metadata_props as key "restore"."""
+    for prop in list(proto.metadata_props):
+        if prop.key == "restore":
+            proto.metadata_props.remove(prop)
+    proto.metadata_props.add(key="restore", value=json.dumps(metadata, sort_keys=True))
+    proto.producer_name = "restore-export"
+
+
+def save_onnx(proto, path):
+    onnx.save_model(proto, str(path))
