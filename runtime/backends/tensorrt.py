@@ -18,7 +18,6 @@ only through its logger and a None result, so a logger collects the messages to 
 """
 import importlib
 import importlib.util
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -80,19 +79,24 @@ def _collecting_logger(trt):
 
 
 def register_plugins(trt, metadata):
-    """Register the Fourier bottleneck plugin before an engine that contains it is loaded."""
-    plugin = metadata.get("plugin") or {}
-    if not plugin.get("count"):
+    """Register the Fourier bottleneck plugin before an engine is loaded (its creator must exist
+    when TensorRT meets the plugin layer). Done whenever the kernels are importable -- an engine
+    given without metadata may still contain the plugin -- and required when the metadata says
+    the engine has plugin layers. Returns whether it was registered."""
+    needed = bool((metadata.get("plugin") or {}).get("count"))
+    try:
+        from restore.kernels.fourier_bottleneck.trt_plugin import register_trt_plugin
+    except ImportError as e:
+        if needed:
+            raise BackendError("FourierBottleneck plugin", f"the engine uses it but it cannot be imported ({e})",
+                               "install restore with its kernels, or use model.onnx with --backend onnxruntime") from None
         return False
     try:
-        module = importlib.import_module("restore.kernels.fourier_bottleneck")
-        register = getattr(module, "register_trt_plugin", None)
-        if register is None:
-            register = importlib.import_module("restore.kernels.fourier_bottleneck.trt_plugin").register_trt_plugin
-    except (ImportError, AttributeError):
-        raise BackendError(plugin.get("name", "FourierBottleneck"), "the engine uses this plugin but restore.kernels has no register_trt_plugin",
-                           "install restore with its kernels, or use model.onnx with --backend onnxruntime") from None
-    register(trt) if inspect.signature(register).parameters else register()
+        register_trt_plugin(trt)
+    except Exception as e:  # the plugin's own setup errors (registry refused, library missing)
+        if needed:
+            raise BackendError("FourierBottleneck plugin", f"cannot register it with {trt.__name__}: {e}") from None
+        return False
     return True
 
 

@@ -10,7 +10,7 @@ from restore.runtime.artifact import resolve_model
 from restore.runtime.backends import choose_backend
 from restore.runtime.backends.base import gpu_present
 from restore.runtime.backends.tensorrt import (TensorRTBackend, TensorRTEngine, classify_load_failure,
-                                               import_tensorrt, modules_for)
+                                               import_tensorrt, modules_for, register_plugins)
 from restore.runtime.errors import BackendError, ModelError
 from restore.runtime.testing import conv_model, write_conv_artifact
 
@@ -91,6 +91,14 @@ def test_valid_engine_without_a_gpu_is_a_backend_error(rtx_artifact):
         TensorRTEngine(rtx_artifact / "model.fp16.engine", trt=trt)
     assert str(info.value) == ("tensorrt: no usable CUDA GPU or driver to load the engine on "
                                "(TensorRT runs only on an NVIDIA GPU; use --backend onnxruntime on this machine)")
+
+
+def test_fourier_plugin_is_registered_before_loading():
+    trt = pytest.importorskip("tensorrt_rtx_bindings")
+    pytest.importorskip("restore.kernels.fourier_bottleneck.trt_plugin")
+    assert register_plugins(trt, {"plugin": {"name": "FourierBottleneck", "version": "1", "namespace": "restore", "count": 2}})
+    creator = trt.get_plugin_registry().get_creator("FourierBottleneck", "1", "restore")
+    assert creator is not None
 
 
 def test_failure_classification_of_logged_messages():
