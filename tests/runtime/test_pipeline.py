@@ -219,3 +219,25 @@ def test_measure_overlap_sees_copies_hidden_behind_compute():
     assert result["serial_over_compute"] > 1.6  # copies cost when done in turn
     assert result["efficiency"] < 1.45  # and are mostly hidden when pipelined
     assert result["efficiency"] < 0.8 * result["serial_over_compute"]
+
+
+@pytest.mark.gpu
+def test_pipeline_on_gpu_with_a_torch_module_matches_cpu():
+    import torch
+
+    from restore.runtime.cuda_mem import get_driver
+    from restore.runtime.pipeline import torch_executor
+
+    torch.manual_seed(0)
+    torch.backends.cudnn.allow_tf32 = False  # compare fp32 with fp32
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.PixelShuffle(2)).eval()
+    batches = make_batches([4, 4, 3, 4, 1])
+    with torch.no_grad():
+        expected = [net(torch.from_numpy(b)).numpy() for b in batches]
+    execute = torch_executor(net.cuda(), IN_SHAPE, OUT_SHAPE)
+    with GpuPipeline(execute, IN_SHAPE, OUT_SHAPE, max_batch=4, driver=get_driver("cuda-python")) as pipe:
+        outputs = list(pipe.run(batches))
+        result = measure_overlap(pipe, batches, repeats=1)
+    for out, exp in zip(outputs, expected):
+        np.testing.assert_allclose(out, exp, atol=1e-4)
+    assert result["efficiency"] > 0
