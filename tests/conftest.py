@@ -4,11 +4,21 @@ import pytest
 
 
 def _cuda_available():
+    """A CUDA GPU seen by torch, or by cuda-python where torch is the CPU build."""
     try:
         import torch
+
+        if torch.cuda.is_available():
+            return True
     except ImportError:
+        pass
+    try:
+        from cuda.bindings import runtime
+
+        err, count = runtime.cudaGetDeviceCount()
+        return err == runtime.cudaError_t.cudaSuccess and count > 0
+    except Exception:
         return False
-    return torch.cuda.is_available()
 
 
 def pytest_collection_modifyitems(config, items):
