@@ -103,7 +103,9 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
         image = streams.read_image(src)
         tiles = None
         with tqdm(unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
-            out = restorer.restore(image, skip_tiles=skip, on_tiles=bar.update)
+            # At x1 the output overwrites the input buffer (safe, see Tiler.restore): one
+            # full-size array instead of two for huge images.
+            out = restorer.restore(image, out=image if restorer.scale == 1 else None, skip_tiles=skip, on_tiles=bar.update)
             tiles = bar.n
         del image
         streams.write_image(dst, out)

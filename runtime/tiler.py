@@ -153,7 +153,11 @@ class Tiler:
 
         ``skip_tiles(image, boxes) -> bool array`` is asked once, with every tile's region of the
         image as (y, x, h, w); tiles it marks True are passed through (resized for x4) without
-        inference (``--skip-sharp``). ``on_tiles(n)`` is called as tiles finish (progress bars)."""
+        inference (``--skip-sharp``). ``on_tiles(n)`` is called as tiles finish (progress bars).
+
+        At x1, ``out`` may be ``image`` itself: an output row is written only after the last
+        strip that reads its input row (strips advance downwards, the bottom reflection reaches
+        back less than a tile), which halves the memory of huge images."""
         shape, dtype = tuple(image.shape), np.dtype(image.dtype)
         if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
             raise InputError(f"image {shape}", "expected an H x W or H x W x C array with 1 to 4 channels")
@@ -173,7 +177,7 @@ class Tiler:
         cols_idx = reflect_indices(w, pad_x, padded_w)
         t_out = tile * s
         w1 = feather(t_out, self.overlap * s)
-        w2 = (w1[:, None] * w1[None, :])[..., None]
+        w2 = w1[:, None] * w1[None, :]
         wy = weight_sum(padded_h * s, [y * s for y in ys], t_out, w1)
         wx = weight_sum(padded_w * s, [x * s for x in xs], t_out, w1)
         skip = set()
@@ -192,23 +196,22 @@ class Tiler:
 
     # --- channel mapping between the image and the model ----------------------------------------
     def _to_samples(self, tile):
-        """(T, T, color) float -> list of (model_channels, T, T) samples."""
-        chw = tile.transpose(2, 0, 1)
-        if chw.shape[0] == self.model_channels:
-            samples = [chw]
+        """(color, T, T) float -> list of (model_channels, T, T) samples."""
+        if tile.shape[0] == self.model_channels:
+            samples = [tile]
         elif self.model_channels == 1:  # gray model on a colour image: each channel as a plane
-            samples = [plane[None] for plane in chw]
-        elif chw.shape[0] == 1:  # colour model on a gray image
-            samples = [np.repeat(chw, self.model_channels, axis=0)]
+            samples = [plane[None] for plane in tile]
+        elif tile.shape[0] == 1:  # colour model on a gray image
+            samples = [np.repeat(tile, self.model_channels, axis=0)]
         else:
-            raise ConfigError(f"{chw.shape[0]}-channel image", f"the model takes {self.model_channels} channels")
+            raise ConfigError(f"{tile.shape[0]}-channel image", f"the model takes {self.model_channels} channels")
         if self._norm is not None:
             m, sd = self._norm
             samples = [(x - m) / sd for x in samples]
         return samples
 
     def _from_samples(self, outputs, color):
-        """list of (model_channels, t, t) outputs -> (t, t, color) float32."""
+        """list of (model_channels, t, t) outputs -> (color, t, t) float32."""
         if self._norm is not None:
             m, sd = self._norm
             outputs = [y * sd + m for y in outputs]
@@ -218,11 +221,15 @@ class Tiler:
             chw = outputs[0].mean(axis=0, keepdims=True)
         else:
             chw = outputs[0]
-        return chw.transpose(1, 2, 0).astype(np.float32, copy=False)
+        return chw.astype(np.float32, copy=False)
 
 
 class _Job:
-    """State of one ``Tiler.restore`` call: the rolling output accumulator and its flushing."""
+    """State of one ``Tiler.restore`` call: the rolling output accumulator and its flushing.
+
+    Internally planar (C, rows, cols) float32, the model's layout, so tiles are cut and
+    accumulated as contiguous slices; the interleaved (rows, cols, C) layout of the output is
+    produced once per finished strip."""
 
     def __init__(self, tiler, image, out, dtype, color, channels, skip, on_tiles, tile, size, pads, rows_idx, cols_idx, w2, wy, wx):
         self.t = tiler
@@ -234,31 +241,40 @@ class _Job:
         self.rows_idx, self.cols_idx = rows_idx, cols_idx
         self.w2, self.wy, self.wx = w2, wy, wx
         self.max_value = _MAX_VALUE.get(dtype, 1.0)
-        self.acc = np.zeros((0, wx.shape[0], color), np.float32)
-        self.acc_y0 = 0  # output row (padded coordinates) of acc[0]
+        self.acc = np.zeros((color, 0, wx.shape[0]), np.float32)
+        self.acc_y0 = 0  # output row (padded coordinates) of acc[:, 0]
 
     def _read_strip(self, y):
-        """Padded input rows y..y+tile, all padded columns, colour channels, float32 in [0, 1]."""
+        """Padded input rows y..y+tile, all padded columns: float32 (color, tile, padded_w) in [0, 1]."""
         rows = self.rows_idx[y : y + self.tile]
         lo, hi = int(rows.min()), int(rows.max()) + 1
         block = np.asarray(self.image[lo:hi])
         if block.ndim == 2:
             block = block[..., None]
-        block = block[rows - lo][:, self.cols_idx, : self.color]
-        return block.astype(np.float32) / np.float32(self.max_value)
+        if hi - lo != len(rows) or not np.array_equal(rows, np.arange(lo, hi)):
+            block = block[rows - lo]
+        block = block[..., : self.color]
+        # Columns: the image itself is a slice, only the reflected margins are gathered.
+        left, right = self.cols_idx[: self.pad_x], self.cols_idx[self.pad_x + self.w :]
+        if len(left) or len(right):
+            block = np.concatenate([block[:, left], block, block[:, right]], axis=1)
+        strip = np.ascontiguousarray(block.transpose(2, 0, 1), dtype=np.float32)
+        if self.max_value != 1.0:
+            strip *= np.float32(1.0 / self.max_value)
+        return strip
 
     def run_rows(self, ys, xs, next_y):
         s, t_out = self.t.scale, self.tile * self.t.scale
         bottom = (ys[-1] + self.tile) * s
-        grown = np.zeros((bottom - self.acc_y0,) + self.acc.shape[1:], np.float32)
-        grown[: self.acc.shape[0]] = self.acc
+        grown = np.zeros((self.color, bottom - self.acc_y0, self.acc.shape[2]), np.float32)
+        grown[:, : self.acc.shape[1]] = self.acc
         self.acc = grown
         pending = []  # (y, x, number of samples) of tiles sent to the model, in order
         samples = []
         for y in ys:
             strip = self._read_strip(y)
             for x in xs:
-                tile = strip[:, x : x + self.tile]
+                tile = strip[:, :, x : x + self.tile]
                 if (y, x) in self.skip:
                     self._add(y, x, _upscale(tile, s))
                     if self.on_tiles:
@@ -282,12 +298,12 @@ class _Job:
         done = []
         jobs = iter(pending)
         current = next(jobs)
+        expected = (self.t.model_channels, t_out, t_out)
         for result in self.t.backend.infer_stream(batches()):
-            expected = (self.t.model_channels, t_out, t_out)
             if result.ndim != 4 or result.shape[1:] != expected:
                 raise InputError(self.t.backend.description, f"model returned {result.shape}, expected (N, {expected[0]}, {t_out}, {t_out})")
             for y_out in result:
-                done.append(y_out.astype(np.float32, copy=False))
+                done.append(y_out)
                 while current is not None and len(done) >= current[2]:
                     y, x, n = current
                     self._add(y, x, self.t._from_samples(done[:n], self.color))
@@ -299,7 +315,7 @@ class _Job:
     def _add(self, y, x, tile_out):
         s, t_out = self.t.scale, self.tile * self.t.scale
         r, c = y * s - self.acc_y0, x * s
-        self.acc[r : r + t_out, c : c + t_out] += tile_out * self.w2
+        self.acc[:, r : r + t_out, c : c + t_out] += tile_out * self.w2
 
     def _flush(self, until):
         """Finish output rows acc_y0..until (padded output coordinates): no later tile touches them."""
@@ -308,19 +324,20 @@ class _Job:
         hi = min(until, (self.pad_y + self.h) * s)
         if hi > lo:
             c0, c1 = self.pad_x * s, (self.pad_x + self.w) * s
-            rows = self.acc[lo - self.acc_y0 : hi - self.acc_y0, c0:c1]
-            rows = rows / (self.wy[lo:hi, None, None] * self.wx[None, c0:c1, None])
+            rows = self.acc[:, lo - self.acc_y0 : hi - self.acc_y0, c0:c1]  # final: may be changed in place
+            rows /= self.wy[lo:hi, None] * self.wx[None, c0:c1]
             r0, r1 = lo - self.pad_y * s, hi - self.pad_y * s
             self.out[r0:r1] = self._finish(rows, r0, r1)
-        self.acc = self.acc[until - self.acc_y0 :].copy()
+        self.acc = self.acc[:, until - self.acc_y0 :].copy()
         self.acc_y0 = until
 
     def _finish(self, rows, r0, r1):
-        """Float colour rows -> output dtype, alpha re-attached, same channel layout as input."""
-        rows = np.clip(rows, 0.0, 1.0)
+        """Planar float colour rows -> interleaved output dtype, alpha re-attached."""
+        np.clip(rows, 0.0, 1.0, out=rows)
         if self.max_value != 1.0:
-            rows = np.rint(rows * np.float32(self.max_value))
-        rows = rows.astype(self.dtype, copy=False)
+            rows *= np.float32(self.max_value)
+            np.rint(rows, out=rows)
+        rows = rows.transpose(1, 2, 0).astype(self.dtype)
         if self.channels == self.color:
             return rows if self.channels > 1 or len(self.out.shape) == 3 else rows[..., 0]
         return np.concatenate([rows, self._alpha_rows(r0, r1)], axis=2)
@@ -349,7 +366,8 @@ def _box(y, x, tile, pad_y, pad_x, h, w):
 
 
 def _upscale(tile, scale):
+    """A passed-through (color, T, T) tile at the model's scale (bicubic)."""
     if scale == 1:
         return tile
-    up = cv2.resize(tile, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-    return up.reshape(up.shape[0], up.shape[1], tile.shape[2])
+    up = cv2.resize(np.ascontiguousarray(tile.transpose(1, 2, 0)), None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return up.reshape(up.shape[0], up.shape[1], -1).transpose(2, 0, 1)

@@ -136,6 +136,16 @@ def test_huge_image_path_reads_and_writes_strips_in_order(models):
     np.testing.assert_array_equal(np.concatenate(writer.rows), image)
 
 
+@pytest.mark.parametrize("shape", [(300, 90, 3), (40, 41, 4), (33, 200)])
+def test_restoring_in_place_equals_a_fresh_output(models, shape):
+    image = (RNG.random(shape) * 255).astype(np.uint8)
+    tiler = tiler_for(models["conv"], tile=32, overlap=12)
+    tiler.rows_per_call_tiles = 1
+    expected = tiler.restore(image)
+    assert tiler.restore(image, out=image) is image
+    np.testing.assert_array_equal(image, expected)
+
+
 def test_seam_ratio_sees_hard_seams_and_not_feathered_ones(models):
     """A zero-padded conv model changes tile edges: without overlap that is a seam on every tile
     boundary; with feathered overlap the edge pixels get no weight."""
