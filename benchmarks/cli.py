@@ -22,7 +22,7 @@ def _tiles(values):
 
 @click.command("bench")
 @click.option("--model", "models", multiple=True, help="Zoo name (fourier-unet, nafnet, mimo-unet, deeprft, ...), 'default', an artifact dir or a checkpoint. Repeat or comma-separate. [default: default if installed, else fourier-unet]")
-@click.option("--backend", "backends", multiple=True, help="torch, onnxruntime, tensorrt or auto. Repeat or comma-separate. [default: torch]")
+@click.option("--backend", "backends", multiple=True, help="torch (in-process, whole frames or --tile), or through the runtime: onnxruntime, tensorrt, runtime:torch, auto. Repeat or comma-separate. [default: torch]")
 @click.option("--size", "sizes", multiple=True, help="Frame sizes WIDTHxHEIGHT, comma-separated. [default: 1280x720,1920x1080,3840x2160]")
 @click.option("--tile", "tiles", multiple=True, help="Tile sizes in pixels (0 = whole frame), comma-separated. [default: 0]")
 @click.option("--precision", "precisions", multiple=True, help="fp32, fp16 (bf16). [default: fp16 on a GPU, fp32 on a CPU]")

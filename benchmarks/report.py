@@ -6,7 +6,7 @@ from restore.runtime.atomic import atomic_path, atomic_write_text
 COLUMNS = [
     # header, width, how to get the value from a result record
     ("model", 13, lambda r: r["model"]),
-    ("backend", 11, lambda r: r["backend"]),
+    ("backend", 13, lambda r: r["backend"]),
     ("prec", 4, lambda r: r["precision"]),
     ("size", 9, lambda r: r["size"]),
     ("tile", 4, lambda r: r.get("tile") or "-"),

@@ -8,8 +8,10 @@ Backends:
 - ``torch``: the model in-process on whole frames (the compute-only reference), or through the
   runtime's tiler with ``--tile``. Needs a torch model: a zoo name, a checkpoint, or an artifact
   directory holding its checkpoint.
-- ``onnxruntime``, ``tensorrt``, ``auto``: the runtime's ``Restorer`` (tiled as the runtime tiles),
-  for ``default``, artifact directories and checkpoints.
+- ``onnxruntime``, ``tensorrt``, ``auto``, ``runtime:torch``: the runtime's ``Restorer`` (tiled as
+  the runtime tiles; ``runtime:torch`` is the runtime's own torch backend). A zoo name is first
+  saved as a checkpoint and, for ONNX Runtime and TensorRT, exported with ``restore-export``'s
+  ``export_checkpoint`` into a temporary artifact directory (kept for the process).
 """
 import datetime
 import platform
@@ -22,7 +24,7 @@ from restore.runtime.errors import ConfigError
 from .harness import RestorerRunner, TorchRunner, cpu_threads, parse_size, run_case, synthetic_frame
 
 TORCH_BACKENDS = ("torch",)
-RUNTIME_BACKENDS = ("onnxruntime", "tensorrt", "auto")
+RUNTIME_BACKENDS = ("onnxruntime", "tensorrt", "auto", "runtime:torch")
 PRECISIONS = ("fp32", "fp16", "bf16")
 FORMAT = "restore-bench/1"
 
@@ -186,17 +188,35 @@ def run_one(case, frames, warmup, device, rates=None, progress=None):
 def _restorer(case, device):
     from restore.runtime.api import Restorer
 
+    backend = case.backend.removeprefix("runtime:")
+    precision = case.precision if backend != "auto" else None
     model = case.model
     if _model_path(model) is None:
-        # A zoo name: hand the runtime a checkpoint of the randomly initialised model.
+        model = _zoo_artifact(model, case.tile, precision == "fp16", needs_onnx=backend != "torch")
+    return Restorer(str(model), backend=backend, tile=case.tile, device=str(device), precision=precision)
+
+
+_ARTIFACTS = {}
+
+
+def _zoo_artifact(name, tile, fp16, needs_onnx):
+    """A checkpoint of the randomly initialised zoo model, exported to an artifact directory when
+    the backend needs ONNX or an engine (cached per process: exports take a while)."""
+    key = (name, tile, fp16, needs_onnx)
+    if key not in _ARTIFACTS:
         from restore.trainer.checkpoint import save_checkpoint
 
-        torch_model, _ = load_torch_model(model)
+        torch_model, _ = load_torch_model(name)
         tmp = Path(tempfile.mkdtemp(prefix="restore-bench-"))
-        model = tmp / f"{case.model}.safetensors"
-        save_checkpoint(model, torch_model)
-    precision = case.precision if case.backend != "auto" else None
-    return Restorer(str(model), backend=case.backend, tile=case.tile, device=str(device), precision=precision)
+        checkpoint = tmp / f"{name}.safetensors"
+        save_checkpoint(checkpoint, torch_model)
+        _ARTIFACTS[key] = checkpoint
+        if needs_onnx:
+            from restore.export.exporter import ExportOptions, export_checkpoint
+
+            export_checkpoint(checkpoint, tmp / "artifact", ExportOptions(tile=tile, fp16=fp16, validate=False), log=lambda m: None)
+            _ARTIFACTS[key] = tmp / "artifact"
+    return _ARTIFACTS[key]
 
 
 def run_matrix(case_list, frames, warmup, device, measure_floor=True, progress=None, on_result=None):

@@ -1,0 +1,172 @@
+"""restore bench on a CPU at tiny sizes, the FLOP counter, the peers, the Real-ESRGAN tiler."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from click.testing import CliRunner  # noqa: E402
+from torch import nn  # noqa: E402
+
+import restore.benchmarks.peers  # noqa: E402,F401  (registers the peers)
+from restore.benchmarks.cli import bench  # noqa: E402
+from restore.benchmarks.esrgan_tiler import cells, restore_esrgan_style, seam_ratio_at  # noqa: E402
+from restore.benchmarks.flops import count_model  # noqa: E402
+from restore.benchmarks.harness import STAGES, overlap_efficiency  # noqa: E402
+from restore.runtime.errors import ConfigError  # noqa: E402
+from restore.trainer.models import build_model, count_parameters  # noqa: E402
+
+
+def test_cli_writes_table_json_and_png(tmp_path):
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = CliRunner().invoke(bench, ["--model", "fourier-unet", "--size", "32x24", "--tile", "0,16", "--frames", "2",
+                                        "--warmup", "1", "--device", "cpu", "--json", str(out_json), "--plot", str(out_png)])
+    assert result.exit_code == 0, result.output
+    assert "p50 ms" in result.output and "fourier-unet" in result.output and "TFLOP/s" in result.output
+    report = json.loads(out_json.read_text())
+    assert report["format"] == "restore-bench/1"
+    assert report["rates"]["matmul_tflops"] > 0 and report["rates"]["bandwidth_gbs"] > 0
+    whole, tiled = report["results"]
+    assert whole["tile"] is None and tiled["tile"] == 16
+    for r in (whole, tiled):
+        assert "error" not in r
+        assert r["output_shape"] == [24, 32, 3]
+        assert set(r["latency_ms"]) >= {"p50", "p95", "p99"}
+        assert r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
+        assert r["fps"] > 0 and math.isclose(r["megapixels_per_s"], r["fps"] * 32 * 24 / 1e6)
+        assert set(r["stages_ms"]) == set(STAGES)
+        assert r["stages_ms"]["compute"] > 0 and r["stages_ms"]["decode"] > 0 and r["stages_ms"]["encode"] > 0
+        assert r["peak_host_rss_mb"] > 0 and r["peak_device_mb"] is None  # no GPU here
+        assert r["flops_per_pixel"] > 0 and r["achieved_tflops"] > 0
+        assert r["floor"]["floor_ms"] > 0 and r["floor"]["compute_over_floor"] > 0
+    assert whole["stages_ms"]["stitch"] is None  # whole frames: no stitching (n/a)
+    assert tiled["stages_ms"]["stitch"] is not None and tiled["tiles_per_frame"] > 1
+    assert tiled["flops_per_frame"] > whole["flops_per_frame"]  # overlapping tiles recompute pixels
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_rejects_unknown_model_before_running():
+    result = CliRunner().invoke(bench, ["--model", "no-such-net", "--size", "32x24", "--device", "cpu"])
+    assert isinstance(result.exception, ConfigError) and result.exception.exit_code == 7
+    assert "no-such-net" in str(result.exception)
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.point = nn.Conv2d(8, 4, 1)
+        self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+        self.linear = nn.Linear(24, 5)
+
+    def forward(self, x):
+        y = self.up(self.point(torch.relu(self.conv(x))))  # (1, 2, 20, 24)
+        spectrum = torch.fft.rfft2(y)
+        return self.linear(y) + spectrum.abs().sum()
+
+
+def test_flop_counter_matches_hand_count():
+    # Input (1, 3, 10, 12): 120 pixels.
+    conv = 8 * 120 * (3 * 3 * 3)  # MACs: each output element sums 27 products
+    point = 4 * 120 * 8
+    up = (4 * 120) * (2 * 2 * 2)  # each input element scattered into Cout x 2 x 2 outputs
+    linear = (2 * 20) * 24 * 5
+    fft = 2 * 2.5 * 480 * math.log2(480)  # two real 20x24 planes
+    expected = 2 * (conv + point + up + linear) + int(fft)
+    for device in ("meta", "cpu"):
+        count = count_model(TinyNet(), (1, 3, 10, 12), device=device)
+        assert abs(count.flops - expected) <= 2, (device, count.by_op)
+    assert count.by_op["convolution"] == 2 * (conv + point + up)
+    # bytes of the first conv alone: input + weight + output, fp32
+    first = count_model(nn.Conv2d(3, 8, 3, padding=1), (1, 3, 10, 12))
+    assert first.bytes_moved == 4 * (3 * 120 + 8 * 27 + 8 * 120)
+    assert count_model(nn.Conv2d(3, 8, 3, padding=1), (1, 3, 10, 12), torch.float16).bytes_moved == first.bytes_moved // 2
+
+
+@pytest.mark.parametrize("name,size,params", [("nafnet", 32, 17.11e6), ("mimo-unet", 16, 6.81e6), ("deeprft", 16, None)])
+def test_peers_build_and_run(name, size, params):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    assert model.arch == name and model.scale == 1 and size % model.size_multiple == 0
+    if params:  # the papers' configurations: NAFNet-32 17.11 M, MIMO-UNet 6.8 M parameters
+        assert abs(count_parameters(model) - params) / params < 0.01
+    x = torch.rand(1, 3, size, size + model.size_multiple)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    if name != "nafnet":
+        with torch.no_grad():
+            outputs = model.forward_all(x)
+        assert [tuple(o.shape[-2:]) for o in outputs] == [(size // 4, x.shape[-1] // 4), (size // 2, x.shape[-1] // 2), (size, x.shape[-1])]
+
+
+def test_deeprft_frequency_branch_is_global():
+    """A Res FFT-ReLU block couples distant pixels (a plain ResBlock of two 3x3 convs cannot)."""
+    from restore.benchmarks.peers import ResBlock, ResFFTReLUBlock
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 4, 16, 16)
+    poked = x.clone()
+    poked[..., 0, 0] += 1.0
+    for block, reaches in ((ResFFTReLUBlock(4), True), (ResBlock(4), False)):
+        with torch.no_grad():
+            far = (block(poked) - block(x))[..., 10:, 10:].abs().max().item()
+        assert (far > 1e-4) == reaches
+
+
+def test_esrgan_tiler_reconstructs_conv_model_interior():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
+    image = np.random.default_rng(0).random((45, 58, 3), dtype=np.float32)
+
+    def infer(batch):
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).numpy()
+
+    whole = infer(image.transpose(2, 0, 1)[None].copy())[0].transpose(1, 2, 0)
+    tiled = restore_esrgan_style(infer, image, tile=16, tile_pad=10)
+    # receptive radius 3 <= tile_pad: every kept pixel saw exactly the context it sees whole
+    np.testing.assert_allclose(tiled[4:-4, 4:-4], whole[4:-4, 4:-4], atol=1e-5)
+    # with too little context the cells disagree at their boundaries: a seam the measure sees
+    poor = restore_esrgan_style(infer, image, tile=16, tile_pad=0)
+    starts = [s for s, _ in cells(45, 16)[1:]], [s for s, _ in cells(58, 16)[1:]]
+    assert np.abs(poor - whole).max() > 1e-3
+    assert seam_ratio_at(poor - whole, *starts) > 5 * seam_ratio_at(tiled - whole + 1e-3 * image, *starts)
+
+
+def test_esrgan_tiler_respects_size_multiple():
+    calls = []
+
+    def infer(batch):
+        calls.append(batch.shape)
+        assert batch.shape[2] % 8 == 0 and batch.shape[3] % 8 == 0
+        return batch * 2
+
+    image = np.random.default_rng(1).random((30, 37, 3), dtype=np.float32)
+    out = restore_esrgan_style(infer, image, tile=16, tile_pad=10, multiple=8)
+    np.testing.assert_allclose(out, image * 2, rtol=1e-6)
+    assert len(calls) == len(cells(30, 16)) * len(cells(37, 16))
+
+
+def test_overlap_efficiency():
+    assert overlap_efficiency([1.0, 5.0, 1.0], 5.0) == 1.0  # copies fully hidden
+    assert overlap_efficiency([1.0, 5.0, 1.0], 7.0) == 0.0  # back to back
+    assert overlap_efficiency([1.0, 5.0, 1.0], 6.0) == pytest.approx(0.5)
+    assert overlap_efficiency([None, 5.0, None], 5.0) is None
+
+
+def test_gpu_matrix_runs_end_to_end_on_cpu(tmp_path):
+    from restore.benchmarks import gpu_matrix
+
+    rc = gpu_matrix.main(["--device", "cpu", "--models", "fourier-unet", "--sizes", "32x24", "--frames", "1",
+                          "--warmup", "0", "--stream-frames", "2", "--out", str(tmp_path)])
+    assert rc == 0
+    (written,) = tmp_path.glob("*.json")
+    report = json.loads(written.read_text())
+    assert written.with_suffix(".png").is_file()
+    assert report["per_frame"]["results"][0]["fps"] > 0
+    assert report["streaming"][0]["fps"] > 0
+    assert report["video_codec"][0]["decoded_frames"] > 0
+    assert {"feathered", "esrgan"} <= set(report["tiling"])
+    assert "targets" in report
