@@ -34,8 +34,10 @@ TILE_SHARP_THRESHOLD = -3.2
 # If the worst direction is blurred but the best one still has this much detail and there is no
 # motion signature, the patch is taken as sharp with oriented content (bricks, text lines).
 ORIENTED_DETAIL = -2.0
-# Patches whose RMS detail (above ~0.03 cycles/px) is below this are flat (2.5 grey levels of 255).
-FLAT_RMS = 0.01
+# ... as long as its worst direction is not as bare as a blurred one's (motion: mostly below).
+ORIENTED_WORST = -3.5
+# Patches whose RMS detail (above ~0.03 cycles/px, noise removed) is below this are flat (1.3/255).
+FLAT_RMS = 0.005
 # Robust z-score of the cepstral dip above which a motion blur is reported.
 MOTION_Z = 13.5
 
@@ -60,6 +62,7 @@ class BlurMap:
     flat: np.ndarray  # bool: too little texture to judge
     blurred: np.ndarray  # bool: not flat and not sharp
     threshold: float = TILE_SHARP_THRESHOLD
+    noise_sigma: float = 0.0
 
     @property
     def shape(self):
@@ -75,6 +78,7 @@ class BlurMap:
         return {"tile": self.tile, "ys": self.ys.tolist(), "xs": self.xs.tolist(),
                 "sharpness": np.round(self.sharpness, 3).tolist(), "flat": self.flat.tolist(),
                 "blurred": self.blurred.tolist(), "threshold": self.threshold,
+                "noise_sigma": round(self.noise_sigma, 5),
                 "blurred_fraction": round(self.blurred_fraction, 4)}
 
 
@@ -96,15 +100,19 @@ class BlurReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def blur_map(image, tile=64):
-    """Sharp / blurred / flat evidence for every ``tile`` x ``tile`` region of ``image``."""
+def blur_map(image, tile=64, noise_sigma=None):
+    """Sharp / blurred / flat evidence for every ``tile`` x ``tile`` region of ``image``.
+
+    ``noise_sigma`` (in [0, 1] units) defaults to an estimate from the image itself; its power is
+    taken off every spectrum so that sensor noise is not mistaken for detail."""
     gray = to_gray(image)
+    noise_sigma = estimate_noise(gray) if noise_sigma is None else float(noise_sigma)
     tile = int(min(tile, *gray.shape))
     if tile < 16:
         raise ValueError(f"image {gray.shape[1]}x{gray.shape[0]} is too small for blur analysis (16 px minimum)")
     ys, xs = _starts(gray.shape[0], tile, tile), _starts(gray.shape[1], tile, tile)
     patches = np.stack([gray[y:y + tile, x:x + tile] for y in ys for x in xs])
-    power = _power(patches)
+    power = _denoised(_power(patches), noise_sigma)
     geometry = _Geometry.get(tile)
     worst, best = geometry.directional_sharpness(power)
     detail = geometry.detail_rms(power)
@@ -112,12 +120,13 @@ def blur_map(image, tile=64):
     flat = (detail < FLAT_RMS).reshape(shape)
     sharp = (worst > TILE_SHARP_THRESHOLD).reshape(shape)
     return BlurMap(tile=tile, ys=ys, xs=xs, sharpness=worst.reshape(shape), best_sharpness=best.reshape(shape),
-                   detail=detail.reshape(shape), flat=flat, blurred=~flat & ~sharp)
+                   detail=detail.reshape(shape), flat=flat, blurred=~flat & ~sharp, noise_sigma=noise_sigma)
 
 
-def classify_blur(image, window=128, max_windows=64):
+def classify_blur(image, window=128, max_windows=64, noise_sigma=None):
     """Blur type of the whole image from the averaged spectrum of its most detailed patches."""
     gray = to_gray(image)
+    noise_sigma = estimate_noise(gray) if noise_sigma is None else float(noise_sigma)
     window = int(min(window, _pow2_floor(min(gray.shape))))
     if window < 32:
         raise ValueError(f"image {gray.shape[1]}x{gray.shape[0]} is too small to classify blur (32 px minimum)")
@@ -125,17 +134,22 @@ def classify_blur(image, window=128, max_windows=64):
     ys, xs = _starts(gray.shape[0], window, step), _starts(gray.shape[1], window, step)
     patches = np.stack([gray[y:y + window, x:x + window] for y in ys for x in xs])
     power = _power(patches)
+    clean = _denoised(power, noise_sigma)
     geometry = _Geometry.get(window)
-    detail = geometry.detail_rms(power)
+    detail = geometry.detail_rms(clean)
     textured = detail >= FLAT_RMS
     if not textured.any():
-        return BlurReport("sharp", None, 0.5, scores={"flat": 1.0, "detail_rms": float(detail.max())})
-    # The most detailed windows carry the clearest blur evidence; flat ones only add noise.
-    keep = np.argsort(-np.where(textured, detail, -1))[:min(max_windows, int(textured.sum()))]
-    spectrum = power[keep].mean(axis=0)
-    worst, best = (v[0] for v in geometry.directional_sharpness(spectrum[None]))
-    z, angle, length = geometry.cepstral_motion(spectrum)
-    scores = {"sharpness": worst, "best_sharpness": best, "motion_z": z, "windows": len(keep)}
+        return BlurReport("sharp", None, 0.5, scores={"flat": 1.0, "detail_rms": float(detail.max()),
+                                                      "noise_sigma": noise_sigma})
+    # The most detailed windows carry the clearest blur evidence; nearly flat ones only add noise.
+    strong = textured & (detail >= 0.3 * detail.max())
+    keep = np.argsort(-np.where(strong, detail, -1))[:min(max_windows, int(strong.sum()))]
+    # Sharpness reads the noise-free estimate; the cepstrum needs the raw spectrum, whose zeros
+    # of a motion blur sit on the noise floor instead of being clipped away.
+    worst, best = (v[0] for v in geometry.directional_sharpness(clean[keep].mean(axis=0)[None]))
+    z, angle, length = geometry.cepstral_motion(power[keep].mean(axis=0))
+    scores = {"sharpness": worst, "best_sharpness": best, "motion_z": z, "windows": len(keep),
+              "noise_sigma": noise_sigma}
 
     blurred_somewhere = worst <= SHARP_THRESHOLD
     if blurred_somewhere and z >= MOTION_Z:
@@ -143,7 +157,7 @@ def classify_blur(image, window=128, max_windows=64):
         return BlurReport("motion", round(angle, 1), confidence, round(length, 1), scores)
     if not blurred_somewhere:
         return BlurReport("sharp", None, _sigmoid((worst - SHARP_THRESHOLD) / 0.3), scores=scores)
-    if best > ORIENTED_DETAIL:
+    if best > ORIENTED_DETAIL and worst > ORIENTED_WORST:
         return BlurReport("sharp", None, _sigmoid((best - ORIENTED_DETAIL) / 0.3), scores=scores)
     confidence = min(_sigmoid((MOTION_Z - z) / 3), _sigmoid((SHARP_THRESHOLD - worst) / 0.3))
     return BlurReport("defocus", None, confidence, scores=scores)
@@ -261,6 +275,28 @@ def _power(patches):
     window = np.outer(hann, hann)
     centred = patches - patches.mean(axis=(1, 2), keepdims=True)
     return np.abs(np.fft.fft2(centred * window)) ** 2
+
+
+def _denoised(power, noise_sigma):
+    """``power`` less the expected power of white noise of ``noise_sigma`` per frequency, floored
+    at a thousandth of it (the floor keeps the log ratios finite where only noise is left)."""
+    n = power.shape[-1]
+    noise = noise_sigma**2 * (np.sum(np.hanning(n) ** 2) ** 2)
+    return np.maximum(power - noise, 1e-3 * noise + _EPS)
+
+
+def estimate_noise(gray):
+    """Standard deviation of white noise in a grey image: the median absolute value of its finest
+    diagonal Haar detail (Donoho's estimator). Blurred regions have almost no genuine detail at
+    that scale, so there it measures the noise alone; on very fine textures it overestimates."""
+    h, w = (gray.shape[0] // 2) * 2, (gray.shape[1] // 2) * 2
+    g = gray[:h, :w].astype(np.float64)
+    blocks = [g[0::2, 0::2], g[0::2, 1::2], g[1::2, 0::2], g[1::2, 1::2]]
+    diagonal = (blocks[0] - blocks[1] - blocks[2] + blocks[3]) / 2
+    # Blocks touching black or white are clipped: their noise is cut off and would bias it low.
+    unclipped = np.all([(b > 1 / 255) & (b < 254 / 255) for b in blocks], axis=0)
+    values = np.abs(diagonal[unclipped]) if unclipped.sum() > 64 else np.abs(diagonal)
+    return float(np.median(values) / 0.6745)
 
 
 def _starts(length, size, step):
