@@ -22,7 +22,7 @@ enum { FB_DTYPE_FLOAT32 = 0, FB_DTYPE_FLOAT16 = 1 };
  * GENERAL: any size, two direct-DFT kernels with a global-memory workspace. */
 enum { FB_PATH_FUSED = 0, FB_PATH_GENERAL = 1 };
 /* Negative codes are ours; positive ones are cudaError_t values. */
-enum { FB_OK = 0, FB_ERR_INVALID_ARGUMENT = -1, FB_ERR_MISSING_POINTER = -2 };
+enum { FB_OK = 0, FB_ERR_INVALID_ARGUMENT = -1, FB_ERR_MISSING_POINTER = -2, FB_ERR_MISALIGNED = -3 };
 
 #define FB_MAX_KERNELS 2
 #define FB_FUSED_MIN_SIDE 8
@@ -51,7 +51,8 @@ int fourier_bottleneck_plan(int n, int c, int h, int w, int grid_h, int grid_w, 
 
 /* Enqueues the plan's kernels on stream. x, y: device (n, c, h, w) of the plan's dtype; weight:
  * device float32 (c, grid_h, grid_w, 2), may be NULL in GIR mode; workspace: device memory of
- * plan->workspace_bytes (NULL when 0). Returns FB_OK, a negative FB_ERR_* or a cudaError_t. */
+ * plan->workspace_bytes (NULL when 0). The fused path moves 16 bytes at a time: x and y must be
+ * 16-byte aligned (cudaMalloc'd buffers are). Returns FB_OK, a negative FB_ERR_* or a cudaError_t. */
 int fourier_bottleneck_launch(const FbLaunchPlan* plan, const void* x, const float* weight, void* y,
                               void* workspace, cudaStream_t stream);
 

@@ -19,6 +19,7 @@
 
 #include <cuda_fp16.h>
 #include <math.h>
+#include <string.h>
 
 #include "fourier_bottleneck.h"
 
@@ -56,14 +57,6 @@ FB_HD unsigned bit_reverse(unsigned v, int bits) {
 }
 
 /* ---- element access: fp32 arithmetic for fp16 and fp32 storage ---- */
-FB_HD float2 load_pair(const float* p, size_t i) { return *reinterpret_cast<const float2*>(p + i); }
-FB_HD float2 load_pair(const __half* p, size_t i) {
-    return __half22float2(*reinterpret_cast<const __half2*>(p + i));
-}
-FB_HD void store_pair(float* p, size_t i, float2 v) { *reinterpret_cast<float2*>(p + i) = v; }
-FB_HD void store_pair(__half* p, size_t i, float2 v) {
-    *reinterpret_cast<__half2*>(p + i) = __floats2half2_rn(v.x, v.y);
-}
 FB_HD float load_one(const float* p, size_t i) { return p[i]; }
 FB_HD float load_one(const __half* p, size_t i) { return __half2float(p[i]); }
 FB_HD void store_one(float* p, size_t i, float v) { p[i] = v; }
@@ -80,62 +73,226 @@ FB_HD void interp_cell(float coord, int k, int* lo, float* frac) {
     *frac = pos - (float)l;
 }
 
-/* Response of channel c at row frequency index f (fft order) and column bin k (0..W/2). */
-FB_HD float2 sample_response(const float* weight, const FbLaunchPlan& p, int c, int f, int k) {
+/* Interpolation cell of column bin k (0..W/2): fx = k / W * 2. */
+struct ColumnCell {
+    int lx;
+    float tx;
+};
+
+FB_HD ColumnCell column_cell(const FbLaunchPlan& p, int k) {
+    ColumnCell cell;
+    interp_cell((float)k / (float)p.width * 2.0f, p.grid_w, &cell.lx, &cell.tx);
+    return cell;
+}
+
+/* Response of channel c at row frequency index f (fft order) in the column of `cell`. */
+FB_HD float2 sample_response(const float* weight, const FbLaunchPlan& p, int c, int f, ColumnCell cell) {
     const int h = p.height;
     /* numpy.fft.fftfreq(h)[f] + 0.5 */
     const float fy = (f < (h + 1) / 2 ? (float)f : (float)(f - h)) / (float)h + 0.5f;
-    const float fx = (float)k / (float)p.width * 2.0f;
-    int ly, lx;
-    float ty, tx;
+    int ly;
+    float ty;
     interp_cell(fy, p.grid_h, &ly, &ty);
-    interp_cell(fx, p.grid_w, &lx, &tx);
-    const float* w = weight + (size_t)c * p.grid_h * p.grid_w * 2;
-    const float2 w00 = *reinterpret_cast<const float2*>(w + ((ly + 0) * p.grid_w + lx + 0) * 2);
-    const float2 w01 = *reinterpret_cast<const float2*>(w + ((ly + 0) * p.grid_w + lx + 1) * 2);
-    const float2 w10 = *reinterpret_cast<const float2*>(w + ((ly + 1) * p.grid_w + lx + 0) * 2);
-    const float2 w11 = *reinterpret_cast<const float2*>(w + ((ly + 1) * p.grid_w + lx + 1) * 2);
-    const float a00 = (1.f - ty) * (1.f - tx), a01 = (1.f - ty) * tx, a10 = ty * (1.f - tx), a11 = ty * tx;
-    return make_float2(a00 * w00.x + a01 * w01.x + a10 * w10.x + a11 * w11.x,
-                       a00 * w00.y + a01 * w01.y + a10 * w10.y + a11 * w11.y);
+    const float2* row0 = reinterpret_cast<const float2*>(weight + (((size_t)c * p.grid_h + ly) * p.grid_w + cell.lx) * 2);
+    const float2* row1 = row0 + p.grid_w;
+    const float2 a = row0[0], b = row0[1], c0 = row1[0], d = row1[1];
+    const float tx = cell.tx;
+    const float2 top = make_float2(a.x + tx * (b.x - a.x), a.y + tx * (b.y - a.y));
+    const float2 bottom = make_float2(c0.x + tx * (d.x - c0.x), c0.y + tx * (d.y - c0.y));
+    return make_float2(top.x + ty * (bottom.x - top.x), top.y + ty * (bottom.y - top.y));
 }
 
-/* ---- shared-memory radix-2 FFT stages over many sequences at once ----
- * Sequence s, element e lives at base[s * seq_stride + e * elem_stride]. tw[j] = exp(-2 pi i j / lmax). */
+/* ---- shared-memory FFT passes over many sequences at once ----
+ * Sequence s, element e lives at base[s * seq_stride + e * elem_stride]. tw[j] = exp(-2 pi i j / lmax).
+ *
+ * A pass does K consecutive radix-2 stages in registers: the stages with spans 2^lo .. 2^(lo+K-1)
+ * only exchange elements within the sets {block + j + m * 2^lo, m < 2^K} (block a multiple of
+ * 2^(lo+K), j < 2^lo), so one thread loads such a set, runs the K stages on it and stores it back.
+ * The arithmetic is exactly that of K separate radix-2 stages (same twiddles, same order), with
+ * one shared-memory round trip and one barrier instead of K. */
 struct FftBatch {
     float2* base;
     int count, seq_stride, elem_stride, log2_len;
 };
 
-/* One decimation-in-frequency stage (forward, natural in -> bit-reversed out after all stages). */
-FB_HD void dif_stage(int tid, int nthreads, const FftBatch& b, int log2_span, const float2* tw, int log2_lmax) {
-    const int half_len = 1 << (b.log2_len - 1), span = 1 << log2_span;
-    const int tw_shift = log2_lmax - (log2_span + 1);
-    for (int t = tid; t < b.count * half_len; t += nthreads) {
-        /* consecutive threads take consecutive sequences: with a unit seq_stride (columns) they hit
-         * consecutive banks */
-        const int s = t % b.count, bf = t / b.count;
-        const int j = bf & (span - 1), i0 = ((bf >> log2_span) << (log2_span + 1)) + j;
-        float2* q = b.base + (size_t)s * b.seq_stride;
-        const float2 a = q[i0 * b.elem_stride], c = q[(i0 + span) * b.elem_stride];
-        q[i0 * b.elem_stride] = cadd(a, c);
-        q[(i0 + span) * b.elem_stride] = cmul(csub(a, c), tw[j << tw_shift]);
+struct PassElements {
+    float2* seq;  /* the sequence */
+    int first, step, j;  /* element m of the set is first + m * step; j = first mod step */
+};
+
+template <int K>
+FB_HD PassElements pass_elements(const FftBatch& b, int t, int log2_lo) {
+    /* consecutive threads take consecutive sequences: with a unit seq_stride (columns) they hit
+     * consecutive banks, with an odd one (rows of m + 1 bins) distinct banks */
+    const int s = t % b.count, item = t / b.count;
+    const int j = item & ((1 << log2_lo) - 1), block = item >> log2_lo;
+    return PassElements{b.base + (size_t)s * b.seq_stride, (block << (log2_lo + K)) + j, 1 << log2_lo, j};
+}
+
+/* stages with spans 2^(lo+K-1) down to 2^lo of the forward decimation-in-frequency FFT */
+template <int K>
+FB_HD void dif_stages(float2 (&v)[1 << K], int j, int log2_lo, const float2* tw, int log2_lmax) {
+#pragma unroll
+    for (int q = K - 1; q >= 0; --q) {
+        const int tw_shift = log2_lmax - (log2_lo + q + 1);
+#pragma unroll
+        for (int m = 0; m < (1 << K); ++m) {
+            if (m & (1 << q)) continue;
+            const int jj = j + ((m & ((1 << q) - 1)) << log2_lo); /* butterfly index within its span */
+            const float2 a = v[m], c = v[m + (1 << q)];
+            v[m] = cadd(a, c);
+            v[m + (1 << q)] = cmul(csub(a, c), tw[jj << tw_shift]);
+        }
     }
 }
 
-/* One decimation-in-time stage of the inverse (conjugate twiddles; bit-reversed in -> natural out). */
-FB_HD void dit_inverse_stage(int tid, int nthreads, const FftBatch& b, int log2_span, const float2* tw, int log2_lmax) {
-    const int half_len = 1 << (b.log2_len - 1), span = 1 << log2_span;
-    const int tw_shift = log2_lmax - (log2_span + 1);
-    for (int t = tid; t < b.count * half_len; t += nthreads) {
-        const int s = t % b.count, bf = t / b.count;
-        const int j = bf & (span - 1), i0 = ((bf >> log2_span) << (log2_span + 1)) + j;
-        float2* q = b.base + (size_t)s * b.seq_stride;
-        const float2 a = q[i0 * b.elem_stride];
-        const float2 c = cmul(q[(i0 + span) * b.elem_stride], cconj(tw[j << tw_shift]));
-        q[i0 * b.elem_stride] = cadd(a, c);
-        q[(i0 + span) * b.elem_stride] = csub(a, c);
+/* stages with spans 2^lo up to 2^(lo+K-1) of the inverse decimation-in-time FFT (conjugate twiddles) */
+template <int K>
+FB_HD void dit_inverse_stages(float2 (&v)[1 << K], int j, int log2_lo, const float2* tw, int log2_lmax) {
+#pragma unroll
+    for (int q = 0; q < K; ++q) {
+        const int tw_shift = log2_lmax - (log2_lo + q + 1);
+#pragma unroll
+        for (int m = 0; m < (1 << K); ++m) {
+            if (m & (1 << q)) continue;
+            const int jj = j + ((m & ((1 << q) - 1)) << log2_lo);
+            const float2 a = v[m], c = cmul(v[m + (1 << q)], cconj(tw[jj << tw_shift]));
+            v[m] = cadd(a, c);
+            v[m + (1 << q)] = csub(a, c);
+        }
     }
+}
+
+template <int K>
+FB_HD void load_set(float2 (&v)[1 << K], const PassElements& e, int elem_stride) {
+#pragma unroll
+    for (int m = 0; m < (1 << K); ++m) v[m] = e.seq[(e.first + m * e.step) * elem_stride];
+}
+
+template <int K>
+FB_HD void store_set(const float2 (&v)[1 << K], const PassElements& e, int elem_stride) {
+#pragma unroll
+    for (int m = 0; m < (1 << K); ++m) e.seq[(e.first + m * e.step) * elem_stride] = v[m];
+}
+
+template <int K>
+FB_HD void dif_pass(int tid, int nthreads, const FftBatch& b, int log2_lo, const float2* tw, int log2_lmax) {
+    for (int t = tid; t < b.count << (b.log2_len - K); t += nthreads) {
+        const PassElements e = pass_elements<K>(b, t, log2_lo);
+        float2 v[1 << K];
+        load_set<K>(v, e, b.elem_stride);
+        dif_stages<K>(v, e.j, log2_lo, tw, log2_lmax);
+        store_set<K>(v, e, b.elem_stride);
+    }
+}
+
+template <int K>
+FB_HD void dit_inverse_pass(int tid, int nthreads, const FftBatch& b, int log2_lo, const float2* tw, int log2_lmax) {
+    for (int t = tid; t < b.count << (b.log2_len - K); t += nthreads) {
+        const PassElements e = pass_elements<K>(b, t, log2_lo);
+        float2 v[1 << K];
+        load_set<K>(v, e, b.elem_stride);
+        dit_inverse_stages<K>(v, e.j, log2_lo, tw, log2_lmax);
+        store_set<K>(v, e, b.elem_stride);
+    }
+}
+
+/* Passes of at most 3 stages (radix 8): the lowest pass takes stages 0 .. bottom-1, the others 3
+ * each upwards. */
+FB_HD int bottom_pass_stages(int log2_len) { return log2_len < 3 ? log2_len : 3; }
+
+template <typename Exec>
+FB_HD void forward_fft(const Exec& ex, const FftBatch& b, const float2* tw, int log2_lmax, bool skip_bottom) {
+    const int bottom = bottom_pass_stages(b.log2_len);
+    for (int top = b.log2_len; top > bottom; top -= 3) {
+        const int k = top - bottom >= 3 ? 3 : top - bottom, lo = top - k;
+        ex.step([&](int tid, int nt) {
+            if (k == 3) dif_pass<3>(tid, nt, b, lo, tw, log2_lmax);
+            else if (k == 2) dif_pass<2>(tid, nt, b, lo, tw, log2_lmax);
+            else dif_pass<1>(tid, nt, b, lo, tw, log2_lmax);
+        });
+    }
+    if (skip_bottom) return;
+    ex.step([&](int tid, int nt) {
+        if (bottom == 3) dif_pass<3>(tid, nt, b, 0, tw, log2_lmax);
+        else if (bottom == 2) dif_pass<2>(tid, nt, b, 0, tw, log2_lmax);
+        else dif_pass<1>(tid, nt, b, 0, tw, log2_lmax);
+    });
+}
+
+template <typename Exec>
+FB_HD void inverse_fft(const Exec& ex, const FftBatch& b, const float2* tw, int log2_lmax, bool skip_bottom) {
+    const int bottom = bottom_pass_stages(b.log2_len);
+    if (!skip_bottom) {
+        ex.step([&](int tid, int nt) {
+            if (bottom == 3) dit_inverse_pass<3>(tid, nt, b, 0, tw, log2_lmax);
+            else if (bottom == 2) dit_inverse_pass<2>(tid, nt, b, 0, tw, log2_lmax);
+            else dit_inverse_pass<1>(tid, nt, b, 0, tw, log2_lmax);
+        });
+    }
+    for (int lo = bottom; lo < b.log2_len; lo += 3) {
+        const int k = b.log2_len - lo >= 3 ? 3 : b.log2_len - lo;
+        ex.step([&](int tid, int nt) {
+            if (k == 3) dit_inverse_pass<3>(tid, nt, b, lo, tw, log2_lmax);
+            else if (k == 2) dit_inverse_pass<2>(tid, nt, b, lo, tw, log2_lmax);
+            else dit_inverse_pass<1>(tid, nt, b, lo, tw, log2_lmax);
+        });
+    }
+}
+
+/* The bottom column pass of the forward FFT, the response, and the bottom pass of the inverse,
+ * on the same register set: they touch the same elements (rows block*2^K .. block*2^K+2^K-1 of a
+ * column), so the spectrum is multiplied while it sits in registers. Row position p holds
+ * frequency bit_reverse(p); column position c holds bin bit_reverse(c) (bin m at column m). */
+template <int K>
+FB_HD void column_filter_pass(int tid, int nthreads, const FftBatch& cols, const FbLaunchPlan& p, int channel,
+                              const float* weight, const float2* tw) {
+    const int m = p.width / 2;
+    for (int t = tid; t < cols.count << (cols.log2_len - K); t += nthreads) {
+        const PassElements e = pass_elements<K>(cols, t, 0);
+        float2 v[1 << K];
+        load_set<K>(v, e, cols.elem_stride);
+        dif_stages<K>(v, 0, 0, tw, p.log2_lmax);
+        if (p.mode == FB_MODE_SPECTRAL) {
+            const int col = t % cols.count;
+            const ColumnCell cell = column_cell(p, col == m ? m : (int)bit_reverse(col, p.log2_half));
+#pragma unroll
+            for (int i = 0; i < (1 << K); ++i) {
+                const int f = bit_reverse(e.first + i, p.log2_height);
+                v[i] = cmul(v[i], sample_response(weight, p, channel, f, cell));
+            }
+        }
+        dit_inverse_stages<K>(v, 0, 0, tw, p.log2_lmax);
+        store_set<K>(v, e, cols.elem_stride);
+    }
+}
+
+/* ---- global memory: 16-byte accesses of 2 (fp32) or 4 (fp16) packed complex pairs ---- */
+template <typename T>
+struct Vec16 {
+    static constexpr int pairs = 16 / (2 * (int)sizeof(T));
+};
+
+FB_HD void load_pairs16(const float* p, float2 (&out)[2]) {
+    const float4 raw = *reinterpret_cast<const float4*>(p);
+    out[0] = make_float2(raw.x, raw.y);
+    out[1] = make_float2(raw.z, raw.w);
+}
+FB_HD void load_pairs16(const __half* p, float2 (&out)[4]) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+    __half2 h[4];
+    memcpy(h, &raw, sizeof(raw));
+    for (int i = 0; i < 4; ++i) out[i] = __half22float2(h[i]);
+}
+FB_HD void store_pairs16(float* p, const float2 (&v)[2]) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0].x, v[0].y, v[1].x, v[1].y);
+}
+FB_HD void store_pairs16(__half* p, const float2 (&v)[4]) {
+    __half2 h[4];
+    for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(v[i].x, v[i].y);
+    uint4 raw;
+    memcpy(&raw, h, sizeof(raw));
+    *reinterpret_cast<uint4*>(p) = raw;
 }
 
 /* ---- fused path: one block = one (batch, channel) plane ---- */
@@ -144,23 +301,26 @@ FB_HD void fused_plane(const Exec& ex, const FbLaunchPlan& p, int plane, const T
                        T* y, float2* smem) {
     const int h = p.height, w = p.width, m = w / 2, hw = p.half_width, lg_m = p.log2_half;
     const int lmax = 1 << p.log2_lmax, lg_w = lg_m + 1;
+    constexpr int P = Vec16<T>::pairs;
     float2* spec = smem;                  /* h rows x (m + 1) bins */
     float2* tw = smem + (size_t)h * hw;   /* lmax / 2 twiddles */
     const T* xp = x + (size_t)plane * h * w;
     T* yp = y + (size_t)plane * h * w;
     const int channel = plane % p.channels;
 
+    /* packed rows: z[n] = x[2n] + i x[2n+1] */
     ex.step([&](int tid, int nt) {
         for (int j = tid; j < lmax / 2; j += nt) tw[j] = expi_pi(-2.0f * (float)j / (float)lmax);
-        for (int i = tid; i < h * m; i += nt) {
-            const int r = i >> lg_m, n = i & (m - 1);
-            spec[r * hw + n] = load_pair(xp, (size_t)r * w + 2 * n);
+        for (int i = tid; i < h * m / P; i += nt) {
+            const int r = (i * P) >> lg_m, n = (i * P) & (m - 1);
+            float2 v[P];
+            load_pairs16(xp + (size_t)r * w + 2 * n, v);
+            for (int q = 0; q < P; ++q) spec[r * hw + n + q] = v[q];
         }
     });
 
     const FftBatch rows = {spec, h, hw, 1, lg_m};
-    for (int s = lg_m - 1; s >= 0; --s)
-        ex.step([&](int tid, int nt) { dif_stage(tid, nt, rows, s, tw, p.log2_lmax); });
+    forward_fft(ex, rows, tw, p.log2_lmax, false);
 
     /* split the packed length-M spectrum Z into the real-FFT bins X[0..M] (bin k at column
      * bit_reverse(k), bin M at column M): X[k] = E + w^k O, X[M-k] = conj(E - w^k O) with
@@ -187,23 +347,16 @@ FB_HD void fused_plane(const Exec& ex, const FbLaunchPlan& p, int plane, const T
         }
     });
 
+    /* columns: forward FFT, response and inverse FFT, the bottom passes fused in registers */
     const FftBatch cols = {spec, hw, 1, hw, p.log2_height};
-    for (int s = p.log2_height - 1; s >= 0; --s)
-        ex.step([&](int tid, int nt) { dif_stage(tid, nt, cols, s, tw, p.log2_lmax); });
-
-    if (p.mode == FB_MODE_SPECTRAL) {
-        ex.step([&](int tid, int nt) {
-            for (int i = tid; i < h * hw; i += nt) {
-                const int row_pos = i / hw, col = i % hw;
-                const int f = bit_reverse(row_pos, p.log2_height);
-                const int k = col == m ? m : (int)bit_reverse(col, lg_m);
-                spec[i] = cmul(spec[i], sample_response(weight, p, channel, f, k));
-            }
-        });
-    }
-
-    for (int s = 0; s < p.log2_height; ++s)
-        ex.step([&](int tid, int nt) { dit_inverse_stage(tid, nt, cols, s, tw, p.log2_lmax); });
+    forward_fft(ex, cols, tw, p.log2_lmax, true);
+    ex.step([&](int tid, int nt) {
+        const int bottom = bottom_pass_stages(p.log2_height);
+        if (bottom == 3) column_filter_pass<3>(tid, nt, cols, p, channel, weight, tw);
+        else if (bottom == 2) column_filter_pass<2>(tid, nt, cols, p, channel, weight, tw);
+        else column_filter_pass<1>(tid, nt, cols, p, channel, weight, tw);
+    });
+    inverse_fft(ex, cols, tw, p.log2_lmax, true);
 
     /* merge the half spectrum back into the packed form 2 Z[k] = A + i B, 2 Z[M-k] = conj A + i conj B
      * with A = X[k] + conj X[M-k], B = conj(w^k) (X[k] - conj X[M-k]). The imaginary parts of
@@ -227,15 +380,17 @@ FB_HD void fused_plane(const Exec& ex, const FbLaunchPlan& p, int plane, const T
         }
     });
 
-    for (int s = 0; s < lg_m; ++s)
-        ex.step([&](int tid, int nt) { dit_inverse_stage(tid, nt, rows, s, tw, p.log2_lmax); });
+    inverse_fft(ex, rows, tw, p.log2_lmax, false);
 
     ex.step([&](int tid, int nt) {
-        for (int i = tid; i < h * m; i += nt) {
-            const int r = i >> lg_m, n = i & (m - 1);
-            float2 v = cscale(spec[r * hw + n], p.scale);
-            if (p.mode == FB_MODE_GIR) v = make_float2(fabsf(v.x), fabsf(v.y));
-            store_pair(yp, (size_t)r * w + 2 * n, v);
+        for (int i = tid; i < h * m / P; i += nt) {
+            const int r = (i * P) >> lg_m, n = (i * P) & (m - 1);
+            float2 v[P];
+            for (int q = 0; q < P; ++q) {
+                v[q] = cscale(spec[r * hw + n + q], p.scale);
+                if (p.mode == FB_MODE_GIR) v[q] = make_float2(fabsf(v[q].x), fabsf(v[q].y));
+            }
+            store_pairs16(yp + (size_t)r * w + 2 * n, v);
         }
     });
 }
@@ -266,7 +421,8 @@ FB_HD void general_forward_column(const Exec& ex, const FbLaunchPlan& p, int pla
             float2 acc = make_float2(0.f, 0.f);
             for (int r = 0; r < h; ++r)
                 acc = cadd(acc, cmul(smem[r], expi_pi(-2.0f * (float)((f * r) % h) / (float)h)));
-            if (p.mode == FB_MODE_SPECTRAL) acc = cmul(acc, sample_response(weight, p, plane % p.channels, f, k));
+            if (p.mode == FB_MODE_SPECTRAL)
+                acc = cmul(acc, sample_response(weight, p, plane % p.channels, f, column_cell(p, k)));
             workspace[((size_t)plane * h + f) * p.half_width + k] = acc;
         }
     });

@@ -4,6 +4,8 @@
  */
 #include <cuda_runtime.h>
 
+#include <stdint.h>
+
 #include <vector>
 
 #include "fourier_bottleneck.h"
@@ -32,8 +34,10 @@ struct HostExec {
     }
 };
 
+/* at most 512 threads (the plan's cap); two such blocks per SM bounds registers at 64 a thread, so
+ * four 256-thread blocks of 64x64 planes stay resident */
 template <typename T>
-__global__ void fused_kernel(FbLaunchPlan p, const T* __restrict__ x, const float* __restrict__ weight,
+__global__ void __launch_bounds__(512, 2) fused_kernel(FbLaunchPlan p, const T* __restrict__ x, const float* __restrict__ weight,
                              T* __restrict__ y) {
     extern __shared__ float2 smem[];
     fused_plane<T>(DeviceExec{}, p, (int)blockIdx.x, x, weight, y, smem);
@@ -118,6 +122,8 @@ int check_pointers(const FbLaunchPlan* p, const void* x, const float* weight, co
     if (p->num_kernels == 0) return FB_OK;
     if (!x || !y || (p->mode == FB_MODE_SPECTRAL && !weight) || (p->workspace_bytes > 0 && !workspace))
         return FB_ERR_MISSING_POINTER;
+    if (p->path == FB_PATH_FUSED && ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y)) & 15u))
+        return FB_ERR_MISALIGNED;
     return FB_OK;
 }
 
@@ -154,9 +160,10 @@ extern "C" int fourier_bottleneck_plan(int n, int c, int h, int w, int grid_h, i
         plan->log2_height = lh;
         plan->log2_half = lw - 1;
         plan->log2_lmax = lh > lw ? lh : lw;
-        /* the widest step has about h*w/4 butterflies; 256 threads keep 8 blocks of 64x64 resident per SM */
-        unsigned threads = round_up_pow2((unsigned)(h * w / 4));
-        threads = threads < 32 ? 32 : (threads > 256 ? 256 : threads);
+        /* a radix-8 pass has h*w/16 items: one per thread, up to 512 threads (128x128 planes, of
+         * which only 3 fit an SM's shared memory at once) */
+        unsigned threads = round_up_pow2((unsigned)(h * w / 16));
+        threads = threads < 32 ? 32 : (threads > 512 ? 512 : threads);
         const size_t smem = ((size_t)h * plan->half_width + (size_t)(1 << plan->log2_lmax) / 2) * sizeof(float2);
         plan->kernels[0] = FbKernelLaunch{(unsigned)planes, 1, threads, (unsigned)smem};
         plan->num_kernels = planes > 0 ? 1 : 0;
@@ -199,6 +206,7 @@ extern "C" const char* fourier_bottleneck_error_string(int code) {
         case FB_OK: return "ok";
         case FB_ERR_INVALID_ARGUMENT: return "invalid shape, mode, dtype or plan";
         case FB_ERR_MISSING_POINTER: return "a required pointer (x, y, weight or workspace) is NULL";
+        case FB_ERR_MISALIGNED: return "x and y must be 16-byte aligned";
         default: return code > 0 ? cudaGetErrorString((cudaError_t)code) : "unknown error";
     }
 }

@@ -88,6 +88,8 @@ def _fourier_bottleneck_cuda(x, weight, mode):
     if x.dim() != 4:
         raise ValueError(f"Fourier bottleneck input must be (N, C, H, W), got shape {tuple(x.shape)}")
     x = x.contiguous()
+    if x.data_ptr() % 16:  # a view into its storage; the kernel moves 16 bytes at a time
+        x = x.clone()
     grid = None
     if mode == "spectral":
         if weight is None or weight.dim() != 4 or weight.shape[0] != x.shape[1] or weight.shape[3] != 2:

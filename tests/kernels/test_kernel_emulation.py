@@ -64,3 +64,9 @@ def test_each_channel_uses_its_own_response(fb_library):
     np.testing.assert_array_equal(y[:, 1], 0.0)
     ref = fourier_bottleneck_ref(x, weight, "spectral")
     np.testing.assert_allclose(y[:, 2], ref[:, 2], atol=1e-5)
+
+
+def test_fused_path_refuses_misaligned_buffers(fb_library):
+    x = np.zeros(2 * 64 + 1, np.float32)[1:].reshape(1, 2, 8, 8)  # 4 bytes past an aligned address
+    with pytest.raises(library.FourierBottleneckError, match="16-byte aligned"):
+        library.emulate(x, np.ones((2, 4, 4, 2), np.float32))
