@@ -1,0 +1,151 @@
+"""restore-export on every zoo generator (tiny configs): artifacts, ORT vs torch, plugin graph
+surgery, fp16, TensorRT-RTX engines. Exports are shared per model (module-scoped) to keep the
+suite short."""
+import importlib.util
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from restore.export.exporter import ExportOptions, export_checkpoint
+from restore.export.validate import psnr, sample_inputs
+from restore.kernels.fourier_bottleneck.ort_op import plugin_session
+from restore.trainer.checkpoint import model_from_checkpoint, save_checkpoint
+from restore.trainer.models import SpectralFilter, build_model, list_models
+
+HAS_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
+
+# Tiny configs of every generator; the tile is the smallest that exercises the whole network.
+TINY = {
+    "fourier-unet": ({"widths": [8, 16], "blocks": 1, "fourier": 2}, 32),
+    "gir": ({"widths": [8, 16, 32]}, 32),
+    "degan": ({"widths": [4, 8, 16]}, 32),
+    "skip-autoencoder": ({"width": 4}, 64),
+    "rrdbnet-x1": ({"scale": 1, "num_feat": 8, "num_block": 1, "num_grow": 4}, 32),
+    "rrdbnet-x4": ({"scale": 4, "num_feat": 8, "num_block": 1, "num_grow": 4}, 32),
+}
+
+
+def arch_of(key):
+    return key.split("-x")[0]
+
+
+def test_every_zoo_generator_has_a_tiny_config():
+    generators = {n for n in list_models() if hasattr(build_model(n), "out_channels")}
+    assert generators == {arch_of(k) for k in TINY}
+
+
+# Models whose one shared export also carries the fp16 graphs (one export per model in all).
+WITH_FP16 = {"fourier-unet", "gir"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """key -> (checkpoint path, artifact dir, metadata); exports lazily, once per model."""
+    cache = {}
+
+    def get(key):
+        if key not in cache:
+            config, tile = TINY[key]
+            root = tmp_path_factory.mktemp(key)
+            torch.manual_seed(0)
+            ckpt = save_checkpoint(root / "model.pt", build_model({"type": arch_of(key), **config}))
+            options = ExportOptions(tile=tile, batch=(1, 3), fp16=key in WITH_FP16, target="all")
+            metadata = export_checkpoint(ckpt, root / "out", options, log=lambda m: None)
+            cache[key] = ckpt, root / "out", metadata
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("key", sorted(TINY))
+def test_export_writes_artifacts_that_onnxruntime_runs_like_torch(exported, key):
+    ckpt, out, metadata = exported(key)
+    model = model_from_checkpoint(ckpt)
+    tile = metadata["shapes"]["tile"]
+    assert json.loads((out / "metadata.json").read_text()) == metadata
+    assert metadata["io"]["scale"] == model.scale and metadata["model"]["arch"] == arch_of(key)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["metadata.json", *metadata["files"].values()])
+
+    portable = onnx.load(out / "model.onnx")
+    assert portable.ir_version <= 13
+    assert json.loads({p.key: p.value for p in portable.metadata_props}["restore"]) == metadata
+    assert not {n.op_type for n in portable.graph.node} & {"DFT", "STFT", "FourierBottleneck"}
+
+    inputs = sample_inputs(model.in_channels, tile, 3, seed=1)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    plugin = plugin_session(out / "model.plugin.onnx")
+    for x in inputs.values():
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        assert expected.shape == (3, model.out_channels, tile * model.scale, tile * model.scale)
+        assert np.abs(session.run(None, {"input": x})[0] - expected).max() <= 1e-4
+        assert np.abs(plugin.run(None, {"input": x})[0] - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("key", sorted(TINY))
+def test_plugin_graph_has_one_node_per_bottleneck_and_no_dft(exported, key):
+    ckpt, out, metadata = exported(key)
+    filters = [m for m in model_from_checkpoint(ckpt).modules() if isinstance(m, SpectralFilter)]
+    graph = onnx.load(out / "model.plugin.onnx").graph
+    nodes = [n for n in graph.node if n.op_type == "FourierBottleneck"]
+    assert len(nodes) == len(filters) == metadata["plugin"]["count"]
+    assert not {n.op_type for n in graph.node} & {"DFT", "STFT", "MatMul"}
+    initializers = {i.name: i for i in graph.initializer}
+    for node, spectral in zip(nodes, filters):
+        attrs = {a.name: a.s.decode() for a in node.attribute}
+        assert node.domain == "restore"
+        assert attrs == {"mode": spectral.mode, "plugin_version": "1", "plugin_namespace": "restore"}
+        weight = initializers[node.input[1]]
+        assert weight.data_type == onnx.TensorProto.FLOAT and len(weight.dims) == 4 and weight.dims[-1] == 2
+
+
+@pytest.mark.parametrize("key", sorted(WITH_FP16))
+def test_fp16_graphs_stay_within_45_db_of_fp32(exported, key):
+    _, out, metadata = exported(key)
+    inputs = sample_inputs(3, metadata["shapes"]["tile"], 2, seed=2)
+    fp32 = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    fp16 = ort.InferenceSession(str(out / "model.fp16.onnx"), providers=["CPUExecutionProvider"])
+    plugin16 = plugin_session(out / "model.fp16.plugin.onnx")
+    assert onnx.load(out / "model.fp16.onnx").graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    for x in inputs.values():
+        reference = fp32.run(None, {"input": x})[0]
+        for session in (fp16, plugin16):
+            y = session.run(None, {"input": x.astype(np.float16)})[0]
+            assert y.dtype == np.float16
+            assert psnr(reference, y.astype(np.float32)) >= 45.0
+
+
+@pytest.mark.skipif(not HAS_RTX, reason="tensorrt_rtx_bindings not installed")
+@pytest.mark.parametrize("key", ["fourier-unet", "gir", "degan", "rrdbnet-x4"])
+def test_engine_built_by_tensorrt_rtx_from_the_plugin_graph(exported, key):
+    _, out, metadata = exported(key)
+    fp16 = key in WITH_FP16
+    engine = metadata["engine"]
+    assert engine["builder"] == "tensorrt-rtx"
+    assert engine["source"] == ("model.fp16.plugin.onnx" if fp16 else "model.plugin.onnx")
+    assert (out / engine["file"]).stat().st_size == engine["bytes"] > 0
+    assert engine["profile"] == {"batch": [1, 3, 3], "tile": [metadata["shapes"]["tile"]] * 3}
+
+
+@pytest.mark.skipif(not HAS_RTX, reason="tensorrt_rtx_bindings not installed")
+def test_engine_built_by_tensorrt_rtx_from_the_portable_graph(exported, tmp_path):
+    from restore.export.trt_build import build_engine
+
+    _, out, metadata = exported("fourier-unet")
+    info = build_engine(out / "model.fp16.onnx", tmp_path / "portable.engine", batch=(1, 2, 3), tile=(32, 32, 32), progress=False)
+    assert info["builder"] == "tensorrt-rtx" and (tmp_path / "portable.engine").stat().st_size == info["bytes"] > 0
+
+
+def test_failed_validation_leaves_no_output_directory(exported, tmp_path, monkeypatch):
+    from restore.export import validate
+    from restore.runtime.errors import ModelError
+
+    ckpt, _, _ = exported("gir")
+    monkeypatch.setattr(validate, "FP32_TOLERANCE", 0.0)  # no float graph matches torch to 0
+    with pytest.raises(ModelError, match="validation failed"):
+        export_checkpoint(ckpt, tmp_path / "out", ExportOptions(tile=32, batch=(1, 2), target="onnx"), log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
