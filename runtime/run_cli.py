@@ -101,15 +101,9 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
 
     if kind == "image":
         image = streams.read_image(src)
-        tiles = None
         with tqdm(unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
-            # At x1 the output overwrites the input buffer (safe, see Tiler.restore): one
-            # full-size array instead of two for huge images.
-            out = restorer.restore(image, out=image if restorer.scale == 1 else None, skip_tiles=skip, on_tiles=bar.update)
-            tiles = bar.n
-        del image
-        streams.write_image(dst, out)
-        return f"{tiles} tiles"
+            streams.write_restored_image(restorer, image, dst, skip, bar.update)
+            return f"{bar.n} tiles"
     if kind == "video":
         streams.restore_video(restorer, src, dst, skip, progress)
     elif kind == "video->frames":

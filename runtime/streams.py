@@ -16,7 +16,9 @@ says it is incomplete. On any other error it is removed.
 import contextlib
 import os
 import queue
+import struct
 import threading
+import zlib
 from pathlib import Path
 
 import cv2
@@ -61,6 +63,23 @@ def read_image(path):
     return _swap_rb(image)
 
 
+def write_restored_image(restorer, image, path, skip_tiles=None, on_tiles=None):
+    """Restore ``image`` straight into ``path``. PNG output is streamed strip by strip (no
+    full-size output array); other formats get one array, at x1 the input buffer itself."""
+    path = Path(path)
+    shape = restorer.tiler.output_shape(image.shape)
+    if path.suffix.lower() == ".png" and image.dtype in (np.uint8, np.uint16):
+        writer = PngStripWriter(path, shape, image.dtype)
+        try:
+            restorer.restore(image, out=writer, skip_tiles=skip_tiles, on_tiles=on_tiles)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.close()
+    out = image if restorer.scale == 1 else None  # safe in place, see Tiler.restore
+    return write_image(path, restorer.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles))
+
+
 def write_image(path, image):
     """Write an RGB(A)/gray array atomically. ``image`` is converted to BGR in place (it is the
     caller's output buffer; copying a 16k x 16k image would double the memory)."""
@@ -74,6 +93,81 @@ def write_image(path, image):
         if not ok:
             raise OutputError(path, f"OpenCV cannot write {image.dtype} {image.shape} as {path.suffix}", "try .png or .tif")
     return path
+
+
+class PngStripWriter:
+    """Write a PNG row strip by row strip (``writer[r0:r1] = rows``, in order), so a huge output
+    is never held whole: rows are filtered and deflated as they arrive. Atomic like
+    ``atomic_path``: written under a temporary name, renamed by ``close()``, removed by ``abort()``.
+
+    ``shape`` (H, W[, C]) with C = 1..4 (gray, gray+alpha, RGB, RGBA), dtype uint8 or uint16,
+    RGB(A) order (PNG's own, no swap)."""
+
+    _COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
+
+    def __init__(self, path, shape, dtype, level=1):
+        self.path = Path(path)
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.height, self.width = self.shape[:2]
+        self.channels = self.shape[2] if len(self.shape) == 3 else 1
+        if self.dtype not in (np.uint8, np.uint16) or self.channels not in self._COLOR_TYPE:
+            raise OutputError(self.path, f"cannot stream {self.dtype} x {self.channels} channels to PNG")
+        self._context = atomic_path(self.path)
+        self._tmp = self._context.__enter__()
+        self._file = open(self._tmp, "wb")
+        self._deflate = zlib.compressobj(level)
+        self._bpp = self.channels * self.dtype.itemsize  # bytes per pixel, PNG's filter unit
+        self._previous = np.zeros(self.width * self._bpp, np.uint8)
+        self.next_row = 0
+        bits = 8 * self.dtype.itemsize
+        self._file.write(b"\x89PNG\r\n\x1a\n")
+        self._chunk(b"IHDR", struct.pack(">IIBBBBB", self.width, self.height, bits, self._COLOR_TYPE[self.channels], 0, 0, 0))
+
+    def _chunk(self, kind, data):
+        self._file.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    def __setitem__(self, rows, block):
+        if not isinstance(rows, slice) or rows.start != self.next_row:
+            raise ValueError(f"PNG rows must be written in order from row {self.next_row}")
+        block = np.asarray(block).astype(self.dtype.newbyteorder(">"), copy=False)  # PNG is big-endian
+        raw = np.ascontiguousarray(block).reshape(block.shape[0], -1).view(np.uint8)
+        compressed = self._deflate.compress(self._filtered(raw).tobytes())
+        if compressed:
+            self._chunk(b"IDAT", compressed)
+        self._previous = raw[-1].copy()
+        self.next_row = rows.stop
+
+    def _filtered(self, raw):
+        """Each row with the PNG filter (None, Sub or Up) that minimises the sum of absolute
+        signed bytes (the usual heuristic), prefixed by the filter's number. uint8 arithmetic
+        wraps modulo 256 exactly as PNG's filters do; min(b, -b) is |b| read as signed."""
+        sub = raw.copy()
+        sub[:, self._bpp :] -= raw[:, : -self._bpp]
+        up = raw.copy()
+        up[0] -= self._previous
+        up[1:] -= raw[:-1]
+        candidates = (raw, sub, up)
+        costs = np.stack([np.minimum(c, -c).sum(axis=1, dtype=np.int64) for c in candidates])
+        kinds = np.argmin(costs, axis=0).astype(np.uint8)
+        chosen = np.where((kinds == 0)[:, None], raw, np.where((kinds == 1)[:, None], sub, up))
+        return np.concatenate([kinds[:, None], chosen], axis=1)
+
+    def close(self):
+        if self.next_row != self.height:
+            self.abort()
+            raise OutputError(self.path, f"only {self.next_row} of {self.height} rows were written")
+        tail = self._deflate.flush()
+        if tail:
+            self._chunk(b"IDAT", tail)
+        self._chunk(b"IEND", b"")
+        self._file.close()
+        self._context.__exit__(None, None, None)
+        return self.path
+
+    def abort(self):
+        """Remove the temporary file (the target is left as it was)."""
+        self._file.close()
+        self._context.__exit__(OutputError, OutputError(self.path, "aborted"), None)
 
 
 def _swap_rb(image):

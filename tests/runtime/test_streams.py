@@ -125,3 +125,30 @@ def test_bad_inputs_and_outputs_are_user_errors(tmp_path):
         streams.VideoReader(tmp_path / "bad.mp4")
     with pytest.raises(OutputError):
         streams.VideoWriter(tmp_path / "out.gif", FPS, (W, H))
+
+
+@pytest.mark.parametrize("shape,dtype", [((37, 53, 3), np.uint8), ((20, 30), np.uint16), ((25, 26, 4), np.uint8), ((9, 11, 3), np.uint16), ((1, 1, 3), np.uint8)])
+def test_png_strip_writer_is_lossless_and_readable_by_opencv(tmp_path, shape, dtype):
+    image = (np.random.default_rng(3).random(shape) * np.iinfo(dtype).max).astype(dtype)
+    writer = streams.PngStripWriter(tmp_path / "s.png", shape, dtype)
+    for r0 in range(0, shape[0], 7):
+        writer[r0 : min(r0 + 7, shape[0])] = image[r0 : r0 + 7]
+    writer.close()
+    np.testing.assert_array_equal(streams.read_image(tmp_path / "s.png"), image)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.png"]
+
+
+def test_png_strip_writer_refuses_disorder_and_leaves_nothing_when_incomplete(tmp_path):
+    writer = streams.PngStripWriter(tmp_path / "s.png", (10, 4, 3), np.uint8)
+    writer[0:5] = np.zeros((5, 4, 3), np.uint8)
+    with pytest.raises(ValueError):
+        writer[6:10] = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(OutputError):
+        writer.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_restoring_into_a_streamed_png_equals_the_in_memory_result(tmp_path, x4):
+    image = (np.random.default_rng(4).random((45, 61, 4)) * 255).astype(np.uint8)
+    streams.write_restored_image(x4, image, tmp_path / "big.png")
+    np.testing.assert_array_equal(streams.read_image(tmp_path / "big.png"), x4.restore(image))
