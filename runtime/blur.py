@@ -45,6 +45,7 @@ _WEDGES = 12
 _HIGH_BAND, _LOW_BAND = (0.2, 0.45), (0.03, 0.12)
 _DETAIL_CUTOFF = 0.03
 _MIN_MOTION_PX = 7  # shorter blurs are not told apart from general blur
+_NOISE_MARGIN = 1.5
 _EPS = 1e-12
 
 
@@ -130,7 +131,8 @@ def classify_blur(image, window=128, max_windows=64, noise_sigma=None):
     window = int(min(window, _pow2_floor(min(gray.shape))))
     if window < 32:
         raise ValueError(f"image {gray.shape[1]}x{gray.shape[0]} is too small to classify blur (32 px minimum)")
-    step = window // 2
+    # Half-overlapping windows, spread out on large images so that about 256 are read at most.
+    step = max(window // 2, math.ceil(math.sqrt(gray.size / 256)))
     ys, xs = _starts(gray.shape[0], window, step), _starts(gray.shape[1], window, step)
     patches = np.stack([gray[y:y + window, x:x + window] for y in ys for x in xs])
     power = _power(patches)
@@ -206,7 +208,11 @@ def to_gray(image):
 
 
 class _Geometry:
-    """Frequency-plane masks for one window size (cached: built once per size)."""
+    """Frequency-plane masks for one window size (cached: built once per size).
+
+    Spectra are real-input FFTs (``rfft2``: fx >= 0 only). The power spectrum of a real patch is
+    symmetric, so the half plane holds every direction; ``weight`` counts the columns that stand
+    for themselves and their mirror twice, so sums equal full-plane sums."""
 
     _cache = {}
 
@@ -218,46 +224,49 @@ class _Geometry:
 
     def __init__(self, n):
         self.n = n
-        f = np.fft.fftfreq(n)
-        fy, fx = np.meshgrid(f, f, indexing="ij")
+        fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.rfftfreq(n), indexing="ij")
         self.radius = np.hypot(fy, fx)
+        self.weight = np.full(fx.shape, 2.0)
+        self.weight[:, 0] = 1.0
+        if n % 2 == 0:
+            self.weight[:, -1] = 1.0
         # Screen angle of each frequency (rows grow down), folded to [0, 180).
         angle = np.degrees(np.arctan2(-fy, fx)) % 180
         centres = np.arange(_WEDGES) * 180 / _WEDGES
         in_wedge = [np.abs((angle - c + 90) % 180 - 90) < 90 / _WEDGES for c in centres]
         high = (self.radius > _HIGH_BAND[0]) & (self.radius < _HIGH_BAND[1])
         low = (self.radius > _LOW_BAND[0]) & (self.radius < _LOW_BAND[1])
-        self.high = np.stack([(w & high).ravel() for w in in_wedge]).astype(np.float64)
-        self.low = np.stack([(w & low).ravel() for w in in_wedge]).astype(np.float64)
+        self.high = np.stack([((w & high) * self.weight).ravel() for w in in_wedge])
+        self.low = np.stack([((w & low) * self.weight).ravel() for w in in_wedge])
         self.high /= self.high.sum(axis=1, keepdims=True)
         self.low /= self.low.sum(axis=1, keepdims=True)
-        self.detail_mask = (self.radius > _DETAIL_CUTOFF).ravel()
-        self.ring = np.rint(self.radius * n).astype(int)
-        self.ring_count = np.bincount(self.ring.ravel())
-        self.lag = np.rint(np.hypot(*np.meshgrid(np.fft.fftfreq(n, 1 / n), np.fft.fftfreq(n, 1 / n),
-                                                 indexing="ij"))).astype(int)
+        self.detail_weight = ((self.radius > _DETAIL_CUTOFF) * self.weight).ravel()
+        self.ring = np.rint(self.radius * n).astype(int).ravel()
+        self.ring_weight = np.bincount(self.ring, self.weight.ravel())
+        lags = np.fft.fftfreq(n, 1 / n)
+        self.lag = np.hypot(*np.meshgrid(lags, lags, indexing="ij"))
         self.lag_ok = (self.lag >= _MIN_MOTION_PX) & (self.lag <= n // 2 - 4)
 
     def directional_sharpness(self, power):
-        """(worst, best) over the wedges of log10 high/low band power, for (K, n, n) spectra."""
-        flat = power.reshape(len(power), -1)
+        """(worst, best) over the wedges of log10 high/low band power, for (K, n, n//2+1) spectra."""
+        flat = power.reshape(len(power), -1).astype(np.float64)
         ratio = np.log10((flat @ self.high.T + _EPS) / (flat @ self.low.T + _EPS))
         return ratio.min(axis=1), ratio.max(axis=1)
 
     def detail_rms(self, power):
         """RMS amplitude of the (Hann-windowed) patches above the lowest frequencies."""
-        flat = power.reshape(len(power), -1)
+        flat = power.reshape(len(power), -1).astype(np.float64)
         # Parseval; 64/9 restores the energy the Hann window (mean w^2 = 9/64) took away.
-        return np.sqrt(flat[:, self.detail_mask].sum(axis=1) / self.n**4 * (64 / 9))
+        return np.sqrt(flat @ self.detail_weight / self.n**4 * (64 / 9))
 
     def cepstral_motion(self, power):
         """(robust z of the deepest cepstral dip, its angle in degrees, its distance in px)."""
-        log = np.log(power + _EPS)
+        log = np.log(power.astype(np.float64) + _EPS)
         # Whitening: subtracting each radius' mean leaves only the anisotropic part of the spectrum.
-        ring_mean = np.bincount(self.ring.ravel(), log.ravel()) / np.maximum(self.ring_count, 1)
-        white = log - ring_mean[self.ring]
+        ring_mean = np.bincount(self.ring, (log * self.weight).ravel()) / np.maximum(self.ring_weight, 1e-9)
+        white = log - ring_mean[self.ring].reshape(log.shape)
         white[self.radius > 0.5] = 0.0  # the corners are only partly covered by rings
-        cep = np.real(np.fft.ifft2(white))
+        cep = np.fft.irfft2(white, s=(self.n, self.n))
         values = cep[self.lag_ok]
         centre = np.median(values)
         spread = 1.4826 * np.median(np.abs(values - centre)) + _EPS
@@ -269,20 +278,24 @@ class _Geometry:
 
 
 def _power(patches):
-    """Power spectra of mean-removed, Hann-windowed patches (K, n, n) -> (K, n, n) float64."""
+    """Power spectra (rfft2 half plane) of mean-removed, Hann-windowed patches, float32."""
     n = patches.shape[-1]
-    hann = np.hanning(n)
+    hann = np.hanning(n).astype(np.float32)
     window = np.outer(hann, hann)
-    centred = patches - patches.mean(axis=(1, 2), keepdims=True)
-    return np.abs(np.fft.fft2(centred * window)) ** 2
+    centred = patches.astype(np.float32) - patches.mean(axis=(1, 2), keepdims=True, dtype=np.float32)
+    spectrum = np.fft.rfft2(centred * window)
+    return spectrum.real**2 + spectrum.imag**2
 
 
 def _denoised(power, noise_sigma):
     """``power`` less the expected power of white noise of ``noise_sigma`` per frequency, floored
-    at a thousandth of it (the floor keeps the log ratios finite where only noise is left)."""
-    n = power.shape[-1]
+    at a thousandth of it (the floor keeps the log ratios finite where only noise is left).
+
+    The noise is over-subtracted by ``_NOISE_MARGIN``: a wedge's noise power fluctuates by ~10-20%
+    around its mean, and in a smooth patch that leftover would pass for fine detail."""
+    n = power.shape[0] if power.ndim == 2 else power.shape[1]
     noise = noise_sigma**2 * (np.sum(np.hanning(n) ** 2) ** 2)
-    return np.maximum(power - noise, 1e-3 * noise + _EPS)
+    return np.maximum(power - _NOISE_MARGIN * noise, 1e-3 * noise + _EPS)
 
 
 def estimate_noise(gray):

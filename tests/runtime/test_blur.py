@@ -147,3 +147,11 @@ def test_detect_cli_rejects_unreadable_images(tmp_path):
     assert isinstance(result.exception, InputError)
     assert "broken.png" in str(result.exception)
     assert not (tmp_path / "out" / "broken.json").exists()
+
+
+def test_blur_analysis_imports_without_torch():
+    import subprocess
+    import sys
+    code = ("import sys, restore.runtime.blur, restore.runtime.detect_cli; "
+            "assert not {'torch', 'skimage'} & set(sys.modules), 'runtime pulled in a training dependency'")
+    subprocess.run([sys.executable, "-c", code], check=True)
