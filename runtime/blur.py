@@ -95,7 +95,8 @@ class BlurReport:
 
     def to_dict(self):
         return {"kind": self.kind, "angle_deg": self.angle_deg, "confidence": round(self.confidence, 4),
-                "length_px": self.length_px, "scores": {k: round(float(v), 4) for k, v in self.scores.items()}}
+                "length_px": self.length_px, "scores": {k: int(v) if isinstance(v, (int, np.integer)) else round(float(v), 4)
+                           for k, v in self.scores.items()}}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """``restore detect IMAGE... -o OUT``: blur map and blur type of images, without a model."""
 import json
+import re
 from pathlib import Path
 
 import click
@@ -27,7 +28,7 @@ def detect(images, out_dir, tile):
         stem = path.stem
         atomic_write_bytes(out_dir / f"{stem}.blurmap.png", _png(report.pop("_overlay")))
         report["image"] = {"path": str(path), "width": image.shape[1], "height": image.shape[0]}
-        atomic_write_text(out_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out_dir / f"{stem}.json", _json(report))
         click.echo(_summary(path, report))
 
 
@@ -54,6 +55,13 @@ def read_rgb(path):
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return image
+
+
+def _json(report):
+    """Indented JSON with each innermost list (a map row) on one line, so the map reads as a grid."""
+    text = json.dumps(report, indent=2)
+    flat_list = re.compile(r"\[\s*([^\[\]{}]*?)\s*\]", re.S)
+    return flat_list.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
 
 
 def _png(rgb):

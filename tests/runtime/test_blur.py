@@ -155,3 +155,14 @@ def test_blur_analysis_imports_without_torch():
     code = ("import sys, restore.runtime.blur, restore.runtime.detect_cli; "
             "assert not {'torch', 'skimage'} & set(sys.modules), 'runtime pulled in a training dependency'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_restore_detect_exit_code_for_a_bad_image(tmp_path):
+    import subprocess
+    import sys
+    bad = tmp_path / "empty.jpg"
+    bad.write_bytes(b"")
+    run = subprocess.run([sys.executable, "-m", "restore.runtime.cli", "detect", str(bad), "-o", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 3
+    assert run.stderr.startswith("restore: error:") and "empty.jpg" in run.stderr and "Traceback" not in run.stderr
