@@ -50,36 +50,31 @@ def linear_motion_kernel(length, angle_deg, size=None):
 
 
 def trajectory_kernel(rng, size=31, length=None, anxiety=None, steps=1000):
-    """Random camera-shake PSF: a 2-D random walk with inertia and occasional jerks.
+    """Random camera-shake PSF: a path of constant speed whose heading drifts randomly.
 
-    The walk's velocity is pulled back towards the start (a hand holding the camera), perturbed by
-    Gaussian noise scaled by ``anxiety`` and, rarely, by an abrupt jump. The path is rescaled to a
-    total extent of ``length`` pixels (default: random, up to ~ size/2), centred on its centre of
-    mass and splatted like a line.
+    The heading turns by Gaussian steps scaled by ``anxiety`` (0: a straight line, 1: a tight
+    scribble) and, rarely, by an abrupt jerk; a weak pull towards the start keeps the hand from
+    wandering off. The path is rescaled to an extent of ``length`` pixels (default: random, 25-60%
+    of ``size``), centred on its centre of mass and splatted like a line.
     """
     size = _odd(size)
     if length is None:
         length = rng.uniform(0.25, 0.6) * size
     if anxiety is None:
-        anxiety = rng.uniform(0.0, 0.05)
+        anxiety = rng.uniform(0.05, 0.6)
     # All random numbers are drawn up front; the recurrence itself runs on Python floats (fast).
-    noise = rng.normal(size=(steps, 2)) * anxiety * 0.01
-    jerks = rng.uniform(size=steps) < anxiety * 0.1
-    jerk_dirs = rng.normal(size=(steps, 2))
-    jerk_sizes = rng.uniform(size=steps) * 0.05
-    start = rng.normal(size=2)
-    vx, vy = 0.01 * start / max(np.linalg.norm(start), 1e-12)
+    turns = rng.normal(size=steps) * anxiety * 0.05
+    jerks = np.where(rng.uniform(size=steps) < anxiety * 0.004, rng.normal(size=steps) * 1.5, 0.0)
+    heading = rng.uniform(0, 2 * math.pi)
+    pull = 2e-5
     x = y = 0.0
+    vx, vy = math.cos(heading), math.sin(heading)
     path = np.empty((steps, 2))
     for i in range(steps):
-        vx += noise[i, 0] - 0.002 * x
-        vy += noise[i, 1] - 0.002 * y
-        if jerks[i]:
-            d = jerk_dirs[i] / max(np.linalg.norm(jerk_dirs[i]), 1e-12) * jerk_sizes[i]
-            vx, vy = vx + d[0], vy + d[1]
+        heading = math.atan2(vy, vx) + turns[i] + jerks[i]
+        vx, vy = math.cos(heading) - pull * x, math.sin(heading) - pull * y
         speed = math.hypot(vx, vy)
-        if speed > 0:  # constant speed: exposure time is spread evenly along the path
-            vx, vy = 0.01 * vx / speed, 0.01 * vy / speed
+        vx, vy = vx / speed, vy / speed  # constant speed: exposure spread evenly along the path
         x, y = x + vx, y + vy
         path[i] = x, y
     extent = np.ptp(path, axis=0).max()
