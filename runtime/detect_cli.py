@@ -24,7 +24,7 @@ def detect(images, out_dir, tile):
     = flat, no evidence) and a JSON report per image."""
     for path in images:
         image = read_rgb(path)
-        report = detect_image(image, tile=tile)
+        report = detect_image(image, tile=tile, name=path)
         stem = path.stem
         atomic_write_bytes(out_dir / f"{stem}.blurmap.png", _png(report.pop("_overlay")))
         report["image"] = {"path": str(path), "width": image.shape[1], "height": image.shape[0]}
@@ -32,10 +32,10 @@ def detect(images, out_dir, tile):
         click.echo(_summary(path, report))
 
 
-def detect_image(image, tile=64):
+def detect_image(image, tile=64, name="image"):
     """The JSON-ready report for one RGB/grey image, plus its overlay under "_overlay"."""
     if min(image.shape[:2]) < 32:
-        raise InputError("image", f"{image.shape[1]}x{image.shape[0]} is too small for blur analysis",
+        raise InputError(name, f"{image.shape[1]}x{image.shape[0]} is too small for blur analysis",
                          "give an image of at least 32x32 pixels")
     bmap = blur_map(image, tile=tile)
     verdict = classify_blur(image)
