@@ -22,19 +22,19 @@ DEFAULT_OPSET = 18
 MAX_IR_VERSION = 13  # ONNX Runtime 1.31 refuses newer; onnx 1.23 writes 14 by default
 
 
-def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=False, fp32_modules=(), spectral_fp32=True):
+def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=False, fp32_modules=()):
     """Return the ModelProto of ``model`` (probed by spectral.probe_plane_shapes) with its
     SpectralFilters swapped for ``variant`` ("matmul", "plugin" or "dft").
 
-    half: fp16 weights and I/O, with ``fp32_modules`` (names) kept fp32 and, unless
-    ``spectral_fp32`` is False (measurement only), the spectral stand-ins too."""
+    half: fp16 weights and I/O, with ``fp32_modules`` (names, export/fp16.py) kept fp32. The
+    plugin node's weight stays fp32 (its contract); the ONNX DFT stand-in is fp32 only."""
     net = copy.deepcopy(model)
     swap_spectral_filters(net, variant)
     if half:
         wrap_fp32_islands(net, fp32_modules)
         net = net.half()
         for module in net.modules():
-            if isinstance(module, Fp32Island) or (spectral_fp32 and isinstance(module, FP32_MODULES)):
+            if isinstance(module, (Fp32Island, *FP32_MODULES)):
                 module.float()
     net.eval()
     low, high = batch

@@ -9,8 +9,9 @@ The exporter swaps every ``SpectralFilter`` of a model for one of these before t
 - ``DftSpectralFilter``: the same with torch.fft, exported as ONNX DFT; kept for that measurement.
 - ``PluginSpectralFilter``: one ``restore::FourierBottleneck`` node (export/plugin_op.py).
 
-All three cast their input to their own buffers' dtype and return the input's dtype, like the
-torch op: an fp16 export keeps them fp32 (export/fp16.py says why) unless asked not to.
+Each returns its input's dtype. In an fp16 export the MatMul stand-in runs in fp16 unless the
+measured spectrum peak puts it in an fp32 island (export/fp16.py); the plugin node takes fp16
+planes with its fp32 weight and computes in fp32 inside.
 """
 import numpy as np
 import torch
@@ -115,7 +116,7 @@ class PluginSpectralFilter(nn.Module):
         return fourier_bottleneck_node(x, self.weight, self.mode)
 
 
-FP32_MODULES = (MatmulSpectralFilter, DftSpectralFilter, PluginSpectralFilter)
+FP32_MODULES = (DftSpectralFilter, PluginSpectralFilter)  # their buffers stay fp32 in fp16 exports
 VARIANTS = {"matmul": MatmulSpectralFilter, "dft": DftSpectralFilter, "plugin": PluginSpectralFilter}
 
 
