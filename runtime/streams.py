@@ -17,6 +17,7 @@ import contextlib
 import os
 import queue
 import struct
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -201,9 +202,10 @@ def _swap_rb(image):
     band = max(1, (32 << 20) // max(image[0].nbytes, 1))
     for r0 in range(0, image.shape[0], band):
         rows = image[r0 : r0 + band]
-        swapped = cv2.cvtColor(rows, code, dst=rows)
-        if swapped is not rows:  # OpenCV allocated anew (a non-contiguous view)
-            rows[...] = swapped
+        if rows.flags.c_contiguous:
+            cv2.cvtColor(rows, code, dst=rows)
+        else:  # OpenCV cannot write into a strided view
+            rows[...] = cv2.cvtColor(np.ascontiguousarray(rows), code)
     return image
 
 
@@ -388,7 +390,7 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
     except KeyboardInterrupt:
         kept = writer.abort(keep_partial=True)
         if kept is not None:
-            print(f"interrupted: kept the {writer.frames} frames restored so far as {kept}", flush=True)
+            print(f"interrupted: kept the {writer.frames} frames restored so far as {kept}", file=sys.stderr, flush=True)
         raise
     except BaseException:
         writer.abort(keep_partial=False)
