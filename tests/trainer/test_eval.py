@@ -105,3 +105,17 @@ def test_eval_user_errors(tmp_path, tiny_checkpoint):
     assert result.exit_code != 0 and "checkpoint not found" in str(result.exception)
     result = CliRunner().invoke(evaluate, [str(tiny_checkpoint), "--data", str(tmp_path / "nowhere")])
     assert result.exit_code != 0 and "not a folder" in str(result.exception)
+
+
+def test_laplacian_variance_ranks_sharp_above_blurred_and_before_after_writes_png(tmp_path, tiny_checkpoint):
+    from restore.trainer.checkpoint import model_from_checkpoint
+    from restore.trainer.datasets import real_blur_photo
+    from restore.trainer.sharpness import before_after, laplacian_variance
+
+    sharp = dict(builtin_images("holdout"))["camera"][:128, :128]
+    assert laplacian_variance(sharp) > 3 * laplacian_variance(apply_kernel(sharp, gaussian_kernel(2.0)))
+    photo = real_blur_photo()[:96, :96]
+    restored, figure = before_after(model_from_checkpoint(tiny_checkpoint), photo, tmp_path / "pair.png")
+    assert restored.shape == photo.shape
+    assert figure["before"] == pytest.approx(laplacian_variance(photo))
+    assert cv2.imread(str(tmp_path / "pair.png")).shape == (96, 2 * 96 + 8, 3)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The shipped model's training on a GPU: same config and data as the CPU run that produced
+# runtime/models/default, with bigger patches and batches and many more steps.
+# Not run here (the machine that trained the shipped model has no GPU).
+#   usage: trainer/gpu_train.sh [RUN_DIR] [extra dotted overrides...]
+#   several GPUs: NPROC=4 trainer/gpu_train.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN_DIR=${1:-runs/fourier-unet-deblur-gpu}
+shift || true
+NPROC=${NPROC:-1}
+OVERRIDES=(
+  data.train.patch=256
+  data.batch=32
+  data.workers=8
+  train.steps=60000
+  train.time_budget_min=0
+  train.threads=0
+  train.amp=true
+  train.lr=1.0e-3
+  train.ema=0.999
+  train.ckpt_every=1000
+  train.log_every=50
+  val.every=2000
+  val.crop=512
+  schedule.warmup=1000
+)
+RESUME=()
+[[ -f "$RUN_DIR/checkpoints/latest.pt" ]] && RESUME=(--resume)
+if [[ "$NPROC" -gt 1 ]]; then
+  exec torchrun --standalone --nproc_per_node "$NPROC" -m restore.runtime train \
+    trainer/configs/fourier-unet-deblur.yaml "${OVERRIDES[@]}" "$@" --run-dir "$RUN_DIR" "${RESUME[@]}"
+fi
+exec restore train trainer/configs/fourier-unet-deblur.yaml "${OVERRIDES[@]}" "$@" --run-dir "$RUN_DIR" "${RESUME[@]}"
