@@ -34,12 +34,18 @@ def atomic_path(path, suffix=None):
         os.replace(tmp, path)
     except OSError as e:
         _remove(tmp)
-        if e.errno == errno.ENOSPC:
-            raise OutputError(path, "disk full while writing", "free some space and run again") from None
-        raise OutputError(path, f"cannot write: {e.strerror}", "choose a writable output path") from None
+        raise output_error(path, e) from None
     except BaseException:
         _remove(tmp)
         raise
+
+
+def output_error(path, error):
+    """The OutputError for an OSError met while writing ``path``. EFBIG (the file size limit,
+    ``ulimit -f``) is reported like a full disk: either way the file could not be finished."""
+    if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return OutputError(path, f"disk full or file size limit reached while writing ({error.strerror})", "free some space and run again")
+    return OutputError(path, f"cannot write: {error.strerror}", "choose a writable output path")
 
 
 def atomic_write_bytes(path, data):

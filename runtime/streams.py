@@ -25,8 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, output_error
 from .errors import InputError, OutputError
+from .image_header import check_image_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 # What this OpenCV build can write (checked: mp4v, MJPG, XVID, FFV1; no H.264 encoder).
@@ -54,8 +55,7 @@ def list_media(folder):
 def read_image(path):
     """RGB(A) or gray array in the file's bit depth (uint8 or uint16)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file")
+    check_image_file(path)  # size from the header first: no allocation for a forged 30000x30000
     dst = _png_buffer(path)
     if dst is not None:
         image = cv2.imread(str(path), dst, cv2.IMREAD_UNCHANGED)
@@ -114,6 +114,12 @@ def write_image(path, image):
         except cv2.error as e:
             raise OutputError(path, f"OpenCV cannot write this image ({str(e).strip().splitlines()[-1]})", "try .png or .tif") from None
         if not ok:
+            # imwrite only says False. Encoding in memory and writing from Python tells a full
+            # disk (a real OSError, reported by atomic_path) from a format OpenCV cannot write.
+            ok, data = cv2.imencode(path.suffix, image)
+            if ok:
+                Path(tmp).write_bytes(data)
+        if not ok:
             raise OutputError(path, f"OpenCV cannot write {image.dtype} {image.shape} as {path.suffix}", "try .png or .tif")
     return path
 
@@ -147,7 +153,10 @@ class PngStripWriter:
         self._chunk(b"IHDR", struct.pack(">IIBBBBB", self.width, self.height, bits, self._COLOR_TYPE[self.channels], 0, 0, 0))
 
     def _chunk(self, kind, data):
-        self._file.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        try:
+            self._file.write(struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        except OSError as e:  # disk full, file size limit
+            raise output_error(self.path, e) from None
 
     def __setitem__(self, rows, block):
         if not isinstance(rows, slice) or rows.start != self.next_row:
@@ -183,13 +192,18 @@ class PngStripWriter:
         if tail:
             self._chunk(b"IDAT", tail)
         self._chunk(b"IEND", b"")
-        self._file.close()
+        try:
+            self._file.close()  # flushes the buffered tail: a full disk can show up here
+        except OSError as e:
+            self.abort()
+            raise output_error(self.path, e) from None
         self._context.__exit__(None, None, None)
         return self.path
 
     def abort(self):
         """Remove the temporary file (the target is left as it was)."""
-        self._file.close()
+        with contextlib.suppress(OSError):  # the unflushed tail of a file being thrown away
+            self._file.close()
         self._context.__exit__(OutputError, OutputError(self.path, "aborted"), None)
 
 
@@ -210,6 +224,10 @@ def _swap_rb(image):
 
 
 # --- video in -----------------------------------------------------------------------------------
+class TruncatedVideo(InputError):
+    """The video stops decoding before its container says it ends."""
+
+
 class VideoReader:
     """Iterate RGB frames of a video, decoded ahead on a thread into a bounded queue."""
 
@@ -245,16 +263,22 @@ class VideoReader:
     def __iter__(self):
         self._thread = threading.Thread(target=self._decode, name=f"decode {self.path.name}", daemon=True)
         self._thread.start()
+        decoded = 0
         try:
             while True:
                 frame = self._queue.get()
                 if frame is _DONE:
                     break
+                decoded += 1
                 yield frame
         finally:  # also when the consumer stops early: the decode thread must not linger
             self.close()
         if self._error is not None:
             raise InputError(self.path, f"decoding failed ({self._error})")
+        # OpenCV ends a video quietly at the first frame it cannot decode; the container's frame
+        # count tells a cut-off file (one frame of slack: some containers only estimate it).
+        if self.frame_count and decoded < self.frame_count - 1:
+            raise TruncatedVideo(self.path, f"only the first {decoded} of {self.frame_count} frames decode (truncated or corrupt)")
 
     def close(self):
         self._stop.set()
@@ -325,6 +349,10 @@ class VideoWriter:
         if self._error is not None:
             _remove(self.tmp)
             raise OutputError(self.path, f"video encoding failed ({self._error})")
+        if not _plays_to_the_end(self.tmp, self.frames):
+            _remove(self.tmp)
+            raise OutputError(self.path, f"the encoded video does not play back all {self.frames} frames (disk full or file size limit?)",
+                              "free some space and run again")
         try:
             with open(self.tmp, "rb") as f:
                 os.fsync(f.fileno())
@@ -341,11 +369,25 @@ class VideoWriter:
             self._finish()
         else:
             self._writer.release()
-        if keep_partial and self.frames > 0 and self._error is None:
+        if keep_partial and self.frames > 0 and self._error is None and _plays_to_the_end(self.tmp, self.frames):
             os.replace(self.tmp, self.partial)
             return self.partial
         _remove(self.tmp)
         return None
+
+
+def _plays_to_the_end(path, frames):
+    """Whether the finished video at ``path`` holds ``frames`` frames and its last one decodes.
+    OpenCV's writer drops failed writes silently (a full disk, ``ulimit -f``): this is the only
+    way to learn that the file is cut short before it gets the final name."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened() or int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) < frames:
+            return False
+        cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+        return bool(cap.read()[0])
+    finally:
+        cap.release()
 
 
 def _to_bgr8(frame):
@@ -392,6 +434,10 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
         if kept is not None:
             print(f"interrupted: kept the {writer.frames} frames restored so far as {kept}", file=sys.stderr, flush=True)
         raise
+    except TruncatedVideo as e:  # the frames before the damage are worth keeping, as a partial
+        kept = writer.abort(keep_partial=True)
+        hint = f"kept the {writer.frames} frames restored so far as {kept}" if kept else "nothing was written"
+        raise TruncatedVideo(e.subject, e.problem, hint) from None
     except BaseException:
         writer.abort(keep_partial=False)
         raise

@@ -1,0 +1,181 @@
+"""Image size from the file header, read before any pixel is decoded.
+
+A 900-byte JPEG can claim 30000 x 30000 pixels; OpenCV would then allocate (and, for a truncated
+stream, fill) 2.7 GB before anyone looks at the size. ``check_image_file`` reads only the header
+of the formats the runtime accepts (PNG, JPEG, TIFF/BigTIFF, BMP, WebP) and refuses an image
+above ``max_image_pixels()`` -- 2**28 pixels (16384 x 16384) unless the environment variable
+``RESTORE_MAX_IMAGE_PIXELS`` says otherwise -- or a file that is none of those formats.
+"""
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+DEFAULT_MAX_IMAGE_PIXELS = 2**28  # 16384 x 16384: the largest size the runtime is measured on
+MAX_PIXELS_ENV = "RESTORE_MAX_IMAGE_PIXELS"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_FORMATS = "PNG, JPEG, TIFF, BMP or WebP"
+_TRUNCATED = "truncated"
+
+
+def max_image_pixels():
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if not value:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise InputError(f"{MAX_PIXELS_ENV}={value}", "not a positive whole number of pixels", f"unset it to use {DEFAULT_MAX_IMAGE_PIXELS}")
+    return limit
+
+
+def check_image_file(path):
+    """(width, height) of the image file at ``path`` after checking it is a non-empty file of a
+    known format within the pixel limit; InputError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file", "check the path")
+    try:
+        if path.stat().st_size == 0:
+            raise InputError(path, "empty file (0 bytes)", "re-create or remove it")
+        with open(path, "rb") as f:
+            size = read_image_size(f)
+    except OSError as e:
+        raise InputError(path, f"cannot read: {e.strerror}", "check the file's permissions") from None
+    if size is None:
+        raise InputError(path, f"not a readable {_FORMATS} image (corrupt, truncated or another format)", "check the file or remove it")
+    if size is _TRUNCATED:
+        raise InputError(path, "truncated image (the file ends before the picture does)", "copy it again or remove it")
+    width, height = size
+    if width < 1 or height < 1:
+        raise InputError(path, f"header says {width}x{height} pixels", "the file is corrupt; re-create or remove it")
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise InputError(path, f"{width}x{height} is {width * height / 1e6:.0f} Mpixel, above the limit of {limit / 1e6:.0f} Mpixel",
+                         f"split or downscale it, or raise {MAX_PIXELS_ENV}")
+    return width, height
+
+
+def read_image_size(f):
+    """(width, height) from an open binary file's header, or None if the format is not known or
+    the header is broken."""
+    head = f.read(32)
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            return _png(head)
+        if head.startswith(b"\xff\xd8"):
+            return _jpeg(f)
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return _tiff(f, head)
+        if head.startswith(b"BM"):
+            return _bmp(head)
+        if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+            return _webp(head)
+    except (struct.error, ValueError):  # the header ends early
+        return None
+    return None
+
+
+def _png(head):
+    if head[12:16] != b"IHDR":  # IHDR must be the first chunk
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+def _jpeg(f):
+    size, scan = _jpeg_frame(f)
+    if size is not None and not _jpeg_has_end(f, scan):
+        return _TRUNCATED
+    return size
+
+
+def _jpeg_has_end(f, scan):
+    """Whether an end-of-image marker follows the first scan. libjpeg decodes a truncated file
+    without complaint, filling the missing rows with grey; only the missing marker tells."""
+    f.seek(scan)
+    data = np.frombuffer(f.read(), np.uint8)
+    at = np.flatnonzero(data[:-1] == 0xFF)
+    return bool(np.any(data[at + 1] == 0xD9))
+
+
+def _jpeg_frame(f):
+    """((width, height), offset of the first scan) from the segments before it."""
+    f.seek(2)
+    size = None
+    while True:
+        marker = f.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None, None
+        kind = marker[1]
+        if kind == 0xFF:  # fill byte: the marker code follows
+            f.seek(-1, os.SEEK_CUR)
+            continue
+        if kind in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            continue
+        if kind == 0xD9:
+            return None, None
+        (length,) = struct.unpack(">H", f.read(2))
+        if kind == 0xDA:
+            return size, f.tell() + length - 2
+        if length < 2:
+            return None, None
+        if kind in _JPEG_SOF:
+            _, height, width = struct.unpack(">BHH", f.read(5))
+            size = (width, height) if height else None  # height 0: set later by a DNL marker
+            f.seek(length - 7, os.SEEK_CUR)
+        else:
+            f.seek(length - 2, os.SEEK_CUR)
+
+
+def _tiff(f, head):
+    endian = "<" if head[:2] == b"II" else ">"
+    big = head[2:4] in (b"+\x00", b"\x00+")
+    if big:
+        (offset,) = struct.unpack(endian + "Q", head[8:16])
+        count_fmt, entry_size, value_fmt = "Q", 20, "Q"
+    else:
+        (offset,) = struct.unpack(endian + "I", head[4:8])
+        count_fmt, entry_size, value_fmt = "H", 12, "I"
+    f.seek(offset)
+    (count,) = struct.unpack(endian + count_fmt, f.read(struct.calcsize(count_fmt)))
+    entries = f.read(entry_size * min(count, 4096))
+    found = {}
+    for i in range(0, len(entries) - entry_size + 1, entry_size):
+        tag, kind = struct.unpack(endian + "HH", entries[i : i + 4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4), or LONG8 (16)
+            value = entries[i + (12 if big else 8) : i + entry_size]  # after tag, type, count
+            if kind == 3:
+                (found[tag],) = struct.unpack(endian + "H", value[:2])
+            elif kind == 4:
+                (found[tag],) = struct.unpack(endian + "I", value[:4])
+            elif kind == 16:
+                (found[tag],) = struct.unpack(endian + "Q", value[:8])
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def _bmp(head):
+    (header_size,) = struct.unpack("<I", head[14:18])
+    if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        return struct.unpack("<HH", head[18:22])
+    width, height = struct.unpack("<ii", head[18:26])
+    return width, abs(height)  # negative height: rows stored top-down
+
+
+def _webp(head):
+    chunk = head[12:16]
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", head[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and head[20] == 0x2F:
+        (bits,) = struct.unpack("<I", head[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    return None
