@@ -1,6 +1,7 @@
 """The ``restore`` command. Subcommands load lazily, so ``restore run`` never imports torch and a
 missing optional part is reported, not crashed on."""
 import importlib
+import os
 import sys
 
 import click
@@ -60,6 +61,11 @@ def cli():
 def run_main(command, prog_name):
     """Run a click command with the project's error policy: user errors as one line and their exit
     code, Ctrl-C as exit 130, no tracebacks for either."""
+    # OpenCV and FFmpeg print their own complaints about a corrupt file to stderr; the command
+    # reports the failure itself in one line. Read by OpenCV at import and by FFmpeg at first use,
+    # both later than this; a user's own setting wins (e.g. OPENCV_LOG_LEVEL=INFO to debug).
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # AV_LOG_PANIC
     try:
         command.main(prog_name=prog_name, standalone_mode=False)
     except RestoreError as e:
