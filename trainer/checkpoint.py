@@ -59,6 +59,7 @@ def load_checkpoint(path):
         raise ModelError(path, f"not a readable checkpoint ({type(e).__name__})", "the file may be truncated or of another kind") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "arch" not in ckpt:
         raise ModelError(path, "not a restore checkpoint (no architecture description)", "train one with `restore train`")
+    ckpt["path"] = str(path)  # for messages about the loaded dict
     return ckpt
 
 
@@ -71,8 +72,13 @@ def model_from_checkpoint(ckpt, *, strict=True):
     try:
         model.load_state_dict(ckpt["state_dict"], strict=strict)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ModelError(source if not isinstance(source, dict) else ckpt["arch"], f"weights do not fit architecture {ckpt['arch']!r}: {first}") from None
+        # torch's first line is only "Error(s) in loading state_dict for X:"; the next one says what.
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        subject = ckpt.get("path", ckpt["arch"]) if isinstance(source, dict) else source
+        raise ModelError(subject, f"weights do not fit architecture {ckpt['arch']!r} ({detail})",
+                         "the file's weights belong to another architecture or config; use the checkpoint it was trained as") from None
     return model.eval()
 
 
