@@ -138,10 +138,17 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
         return proto
 
     graphs = {"onnx": trace("onnx", "matmul"), "plugin_onnx": trace("plugin_onnx", "plugin")}
-    kept_fp32 = []
+    fp16_report = None
     if options.fp16:
         peaks = fp16.activation_peaks(model, [torch.from_numpy(x) for x in inputs.values()])
-        kept_fp32 = fp16.overflowing_modules(peaks)
+        kept_fp32 = fp16.fp32_islands(peaks)
+        largest = sorted(((k, p) for k, p in peaks.items() if k), key=lambda item: -item[1])[:5]
+        fp16_report = {
+            "kept_fp32_modules": kept_fp32,
+            "rule": f"a module is kept fp32 when its peak x {fp16.HEADROOM:g} > {fp16.FP16_MAX:g} (export/fp16.py)",
+            "largest_peaks": {name: round(peak, 3) for name, peak in largest},
+            "spectrum_peaks": {key: round(peak, 3) for key, peak in peaks.items() if key.endswith(":spectrum")},
+        }
         graphs["fp16_onnx"] = trace("fp16_onnx", "matmul", half=True, fp32_modules=kept_fp32)
         graphs["fp16_plugin_onnx"] = trace("fp16_plugin_onnx", "plugin", half=True, fp32_modules=kept_fp32)
     nodes = [n for n in graphs["plugin_onnx"].graph.node if n.op_type == OP_TYPE]
@@ -172,7 +179,7 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
         "files": {key: FILES[key] for key in graphs},
         "plugin": {"name": OP_TYPE, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE, "count": plugin_count},
         "exporter": _versions(options.opset, graphs["onnx"].ir_version),
-        "fp16": {"kept_fp32_modules": kept_fp32, "fourier_bottleneck": "fp32 (see export/README.md)"} if options.fp16 else None,
+        "fp16": fp16_report,
         "validation": figures,
         "engine": None,
     }

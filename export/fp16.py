@@ -1,19 +1,23 @@
 """fp16 export decisions, from measurement rather than from a fixed list.
 
-``activation_peaks`` runs the fp32 model over calibration inputs and records, per leaf module, the
-largest |output|. A module whose peak is within a factor ``HEADROOM`` of fp16's largest finite
-value (65504) would overflow, or come close, on inputs a little brighter or sharper than those
-seen: it is kept fp32 in the fp16 graph (an fp32 island between Casts).
+``activation_peaks`` runs the fp32 model over calibration inputs and records every module's
+largest |output|. A value within a factor ``HEADROOM`` of fp16's largest finite value (65504)
+would overflow, or come close, on inputs a little brighter or sharper than those seen. Keeping
+only the module that produces it in fp32 is not enough (its output is cast back to fp16 and
+overflows there), so ``fp32_islands`` keeps the smallest enclosing module whose *output* is back
+in range: e.g. a whole FourierBottleneck (proj_in -> filter -> relu -> proj_out + input) when
+the values inside it are large. Islands run in fp32 between two Casts.
 
-The Fourier bottleneck is judged by its spectrum, not its output: in the portable graph the DFT
-matmuls hold sums over a whole plane (the DC bin is H*W times the plane's mean), so a
-SpectralFilter's peak is the largest |Re| or |Im| of rfft2(x) and of G * rfft2(x). (The plugin
-node computes in fp32 inside whatever its I/O type; only its planes are fp16.)
+The Fourier bottleneck is judged by its spectrum too: in the portable graph the DFT matmuls hold
+sums over a whole plane (the DC bin is H*W times the plane's mean), so a SpectralFilter also
+records the largest |Re| or |Im| of rfft2(x) and G * rfft2(x), under "<name>:spectrum". (The
+plugin node computes in fp32 inside whatever its I/O type; only its planes are fp16.)
 """
 import torch
 from torch import nn
 
 from restore.kernels.fourier_bottleneck.torch_op import sample_response
+from restore.runtime.errors import ConfigError
 from restore.trainer.models import SpectralFilter
 
 FP16_MAX = 65504.0
@@ -21,21 +25,23 @@ HEADROOM = 8.0
 
 
 def activation_peaks(model, batches):
-    """{module name: max |output|} over ``batches`` for every leaf module of ``model``."""
+    """{module name: max |output|} over ``batches`` for every module of ``model`` ("" is the
+    model itself), plus "<name>:spectrum" for each SpectralFilter."""
     peaks = {}
+
+    def keep(key, value):
+        if torch.is_tensor(value):
+            peaks[key] = max(peaks.get(key, 0.0), float(value.detach().abs().max()))
 
     def record(name):
         def hook(module, args, output):
+            keep(name, output)
             if isinstance(module, SpectralFilter):
-                output = _spectral_intermediates(module, args[0])
-            if torch.is_tensor(output):
-                peak = float(output.detach().abs().max())
-                peaks[name] = max(peaks.get(name, 0.0), peak)
+                keep(f"{name}:spectrum", _spectral_intermediates(module, args[0]))
 
         return hook
 
-    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
-    hooks = [m.register_forward_hook(record(n)) for n, m in leaves]
+    hooks = [m.register_forward_hook(record(n)) for n, m in model.named_modules()]
     try:
         with torch.no_grad():
             for x in batches:
@@ -54,8 +60,23 @@ def _spectral_intermediates(spectral_filter, x):
     return torch.cat([torch.view_as_real(spectrum).flatten(), torch.view_as_real(filtered).flatten()])
 
 
-def overflowing_modules(peaks, headroom=HEADROOM):
-    return sorted(name for name, peak in peaks.items() if peak * headroom > FP16_MAX)
+def fp32_islands(peaks, headroom=HEADROOM):
+    """Names of the modules to keep fp32: for each value over the limit, the nearest module
+    (itself or an ancestor) whose output is within it. Raises ConfigError when only the whole
+    model would do (its output cannot be fp16)."""
+    limit = FP16_MAX / headroom
+    islands = set()
+    for key, peak in peaks.items():
+        if peak <= limit:
+            continue
+        name = key.split(":")[0]
+        while peaks.get(name, 0.0) > limit and name:
+            name = name.rpartition(".")[0]
+        if not name:
+            raise ConfigError("--fp16", f"the model's values reach {peak:.3g} at {key or 'its output'}, too close to fp16's 65504",
+                              "export without --fp16")
+        islands.add(name)
+    return sorted(n for n in islands if not any(n.startswith(other + ".") for other in islands))
 
 
 class Fp32Island(nn.Module):

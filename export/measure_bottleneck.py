@@ -97,7 +97,7 @@ def measure(model, tile, runs, op_channels, op_plane):
     out["fp16_psnr_db"] = {}
     spectral = [name for name, m in model.named_modules() if isinstance(m, SpectralFilter)]
     peaks = activation_peaks(model, [torch.from_numpy(x) for x in xs.values()])
-    out["fp16_spectrum_peak"] = {name: round(peaks[name], 2) for name in spectral}
+    out["fp16_spectrum_peak"] = {name: round(peaks[f"{name}:spectrum"], 2) for name in spectral}
     out["fp16_limit_with_headroom"] = FP16_MAX / HEADROOM
     for key, islands in (("spectral_fp32", spectral), ("spectral_fp16", [])):
         proto = trace_to_onnx(model, "matmul", tile, (1, 1), half=True, fp32_modules=islands)

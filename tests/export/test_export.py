@@ -149,3 +149,36 @@ def test_failed_validation_leaves_no_output_directory(exported, tmp_path, monkey
     with pytest.raises(ModelError, match="validation failed"):
         export_checkpoint(ckpt, tmp_path / "out", ExportOptions(tile=32, batch=(1, 2), target="onnx"), log=lambda m: None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_values_beyond_fp16_make_an_fp32_island_that_keeps_the_output(tmp_path):
+    """A bottleneck whose inside reaches ~1e6 (its output does not): exported fp16 as measured,
+    the whole FourierBottleneck becomes an fp32 island and the output stays right; without the
+    island the fp16 graph is wrong."""
+    from restore.export.fp16 import activation_peaks, fp32_islands
+    from restore.export.onnx_export import trace_to_onnx
+    from restore.export.spectral import probe_plane_shapes
+
+    torch.manual_seed(0)
+    model = build_model({"type": "fourier-unet", "widths": [8, 16], "blocks": 1, "fourier": 1}).eval()
+    block = model.bottleneck[0]
+    with torch.no_grad():
+        block.proj_in.weight *= 1e5
+        block.proj_in.bias *= 1e5
+        block.proj_out.weight *= 1e-5
+    probe_plane_shapes(model, 32, 3)
+    inputs = sample_inputs(3, 32, 2, seed=3)
+    islands = fp32_islands(activation_peaks(model, [torch.from_numpy(x) for x in inputs.values()]))
+    assert islands == ["bottleneck.0"]
+
+    def fp16_psnr(fp32_modules):
+        proto = trace_to_onnx(model, "matmul", 32, (1, 2), half=True, fp32_modules=fp32_modules)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        x = inputs["real"]
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        y = session.run(None, {"input": x.astype(np.float16)})[0].astype(np.float32)
+        return psnr(expected, np.nan_to_num(y, nan=1e3, posinf=1e3, neginf=-1e3))
+
+    assert fp16_psnr(islands) >= 45.0
+    assert fp16_psnr([]) < 30.0
