@@ -32,13 +32,14 @@ def _tiles(values):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write all results here.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a PNG plot here.")
 @click.option("--no-floor", is_flag=True, help="Skip measuring the device's matmul rate and bandwidth.")
-def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, json_out, plot_out, no_floor):
+@click.option("--no-stream", is_flag=True, help="On a GPU, skip the double-buffered streaming run (overlap efficiency).")
+def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, json_out, plot_out, no_floor, no_stream):
     """Time models and backends on synthetic frames, host frame in to host frame out.
 
     Per case: latency p50/p95/p99 (after warm-up), frames/s and megapixels/s, the median time of
     each stage (decode, upload, compute, download, stitch, encode; n/a where a backend has no such
-    stage), peak host RSS and device memory, FLOPs per pixel, achieved TFLOP/s and compute time
-    over the hardware floor.
+    stage), on a GPU the double-buffered stream's frames/s and overlap efficiency, peak host RSS
+    and device memory, FLOPs per pixel, achieved TFLOP/s and compute time over the hardware floor.
     """
     from tqdm import tqdm
 
@@ -60,7 +61,8 @@ def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, js
         def show(record):
             bar.set_postfix_str(f"{record['model']} {record['size']}")
 
-        result = suite.run_matrix(case_list, frames, warmup, device, measure_floor=not no_floor, progress=bar, on_result=show)
+        result = suite.run_matrix(case_list, frames, warmup, device, measure_floor=not no_floor, progress=bar,
+                                  on_result=show, stream=not no_stream)
     click.echo(report.table(result))
     if json_out:
         report.write_json(result, json_out)

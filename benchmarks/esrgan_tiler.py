@@ -78,7 +78,9 @@ def compare_tilers(runner, frame, tile=256, tile_pad=10, repeats=3):
     try:
         with runner.torch.inference_mode():
             x = runner._upload(frame)
-            whole = runner._download(runner.model(x), *frame.shape[:2]).numpy().astype(np.float32)
+            whole = runner._download(runner.model(x), *frame.shape[:2])
+            runner._sync()  # the download is non-blocking on a GPU
+            whole = whole.numpy().astype(np.float32)
     except RuntimeError:  # out of memory for a whole 4K frame: compare seams only
         pass
 

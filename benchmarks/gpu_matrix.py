@@ -70,7 +70,8 @@ def per_frame_cases(models, sizes, precisions, frames, warmup, device):
         _log(f"{len(done)}/{len(case_list)} {record['model']} {record['size']} {record['precision']}: "
              + (f"{record['fps']:.1f} fps" if "fps" in record else record.get("error", "")))
 
-    return suite.run_matrix(case_list, frames, warmup, device, on_result=show)
+    # streaming is measured in its own section, with more frames
+    return suite.run_matrix(case_list, frames, warmup, device, on_result=show, stream=False)
 
 
 def streaming_cases(report, frames, warmup, device):

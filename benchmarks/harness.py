@@ -351,8 +351,9 @@ def run_case(runner, frame, frames=20, warmup=3, codec_quality=95, progress=None
         decoded = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1].copy()
         decode_ms = (time.perf_counter() - start) * 1e3
         clock = runner.clock()
-        output = np.asarray(runner.run(decoded, clock))
-        stages = clock.stages_ms()
+        result = runner.run(decoded, clock)
+        stages = clock.stages_ms()  # synchronises: a non-blocking download is complete after this
+        output = np.asarray(result)
         start = time.perf_counter()
         cv2.imencode(".jpg", np.ascontiguousarray(output[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, codec_quality])
         encode_ms = (time.perf_counter() - start) * 1e3

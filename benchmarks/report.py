@@ -14,6 +14,7 @@ COLUMNS = [
     ("p95 ms", 8, lambda r: r["latency_ms"]["p95"]),
     ("p99 ms", 8, lambda r: r["latency_ms"]["p99"]),
     ("fps", 7, lambda r: r["fps"]),
+    ("strm fps", 8, lambda r: r.get("stream_fps")),
     ("MP/s", 7, lambda r: r["megapixels_per_s"]),
     ("dec", 6, lambda r: r["stages_ms"]["decode"]),
     ("up", 6, lambda r: r["stages_ms"]["upload"]),

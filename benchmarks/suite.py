@@ -143,8 +143,11 @@ def _model_stats(model, precision, height, width, frame_pixels, copies=1):
             "bytes_per_frame": nbytes, "flops_by_op": {k: v * copies for k, v in count.by_op.items()}}
 
 
-def run_one(case, frames, warmup, device, rates=None, progress=None):
-    """Measure one case; returns its result record (``error`` set instead of figures on failure)."""
+def run_one(case, frames, warmup, device, rates=None, progress=None, stream=True):
+    """Measure one case; returns its result record (``error`` set instead of figures on failure).
+
+    ``stream``: on a GPU, whole-frame torch cases are also streamed double-buffered
+    (``streaming.py``) for frames/s, overlap efficiency and pipeline overhead."""
     record = {"model": case.model, "backend": case.backend, "precision": case.precision,
               "size": f"{case.size[0]}x{case.size[1]}", "width": case.size[0], "height": case.size[1],
               "tile": case.tile, "frames": frames, "warmup": warmup, "device": str(device)}
@@ -159,6 +162,9 @@ def run_one(case, frames, warmup, device, rates=None, progress=None):
         record["origin"] = "runtime"
     record["backend_description"] = runner.description
     record.update(run_case(runner, frame, frames=frames, warmup=warmup, progress=progress))
+    record["overlap_efficiency"] = None
+    if stream and runner.name == "torch" and runner.cuda and not case.tile:
+        record.update(_stream_figures(runner, frame, frames, warmup, record["stages_ms"]))
     if case.backend in TORCH_BACKENDS:
         w, h = case.size
         if case.tile:  # what the model really computes: whole tiles, as many as the tiler cut
@@ -183,6 +189,17 @@ def run_one(case, frames, warmup, device, rates=None, progress=None):
     if close:
         close()
     return record
+
+
+def _stream_figures(runner, frame, frames, warmup, stages):
+    from .harness import overlap_efficiency
+    from .streaming import measure_stream
+
+    stream = measure_stream(runner, frame, frames=frames, warmup=min(warmup, 3))
+    compute = stages["compute"]
+    return {"stream_fps": stream["fps"], "stream_period_ms": stream["period_ms"],
+            "pipeline_overhead": stream["period_ms"] / compute - 1 if compute else None,
+            "overlap_efficiency": overlap_efficiency([stages["upload"], compute, stages["download"]], stream["period_ms"])}
 
 
 def _restorer(case, device):
@@ -219,7 +236,7 @@ def _zoo_artifact(name, tile, fp16, needs_onnx):
     return _ARTIFACTS[key]
 
 
-def run_matrix(case_list, frames, warmup, device, measure_floor=True, progress=None, on_result=None):
+def run_matrix(case_list, frames, warmup, device, measure_floor=True, progress=None, on_result=None, stream=True):
     """All cases in order; failures are recorded in their case and do not stop the others."""
     from .floor import device_rates
 
@@ -227,7 +244,7 @@ def run_matrix(case_list, frames, warmup, device, measure_floor=True, progress=N
     results = []
     for case in case_list:
         try:
-            record = run_one(case, frames, warmup, device, rates, progress)
+            record = run_one(case, frames, warmup, device, rates, progress, stream)
         except Exception as e:  # one case failing (out of memory, backend missing) must not stop the matrix
             record = {"model": case.model, "backend": case.backend, "precision": case.precision,
                       "size": f"{case.size[0]}x{case.size[1]}", "width": case.size[0], "height": case.size[1],
