@@ -4,10 +4,13 @@ A 900-byte JPEG can claim 30000 x 30000 pixels; OpenCV would then allocate (and,
 stream, fill) 2.7 GB before anyone looks at the size. ``check_image_file`` reads only the header
 of the formats the runtime accepts (PNG, JPEG, TIFF/BigTIFF, BMP, WebP) and refuses an image
 above ``max_image_pixels()`` -- 2**28 pixels (16384 x 16384) unless the environment variable
-``RESTORE_MAX_IMAGE_PIXELS`` says otherwise -- or a file that is none of those formats.
+``RESTORE_MAX_IMAGE_PIXELS`` says otherwise -- or a file that is none of those formats. It also
+refuses a PNG whose chunks are cut short or fail their CRC and a JPEG with no end marker after
+its scan: decoders fill such images up with grey or garbage instead of failing.
 """
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +53,7 @@ def check_image_file(path):
     if size is None:
         raise InputError(path, f"not a readable {_FORMATS} image (corrupt, truncated or another format)", "check the file or remove it")
     if size is _TRUNCATED:
-        raise InputError(path, "truncated image (the file ends before the picture does)", "copy it again or remove it")
+        raise InputError(path, "truncated or damaged image (the file ends early or fails its checksums)", "copy it again or remove it")
     width, height = size
     if width < 1 or height < 1:
         raise InputError(path, f"header says {width}x{height} pixels", "the file is corrupt; re-create or remove it")
@@ -67,7 +70,7 @@ def read_image_size(f):
     head = f.read(32)
     try:
         if head.startswith(b"\x89PNG\r\n\x1a\n"):
-            return _png(head)
+            return _png(f, head)
         if head.startswith(b"\xff\xd8"):
             return _jpeg(f)
         if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
@@ -81,10 +84,36 @@ def read_image_size(f):
     return None
 
 
-def _png(head):
+def _png(f, head):
     if head[12:16] != b"IHDR":  # IHDR must be the first chunk
         return None
-    return struct.unpack(">II", head[16:24])
+    size = struct.unpack(">II", head[16:24])
+    return size if _png_chunks_intact(f) else _TRUNCATED
+
+
+def _png_chunks_intact(f):
+    """Whether every chunk up to IEND is complete and matches its CRC. The runtime decodes PNGs
+    into a preallocated array, and OpenCV then hands back that array even when libpng stopped
+    half-way: a cut or damaged file must be caught before decoding."""
+    f.seek(8)
+    while True:
+        head = f.read(8)
+        if len(head) < 8:
+            return False
+        length, kind = struct.unpack(">I4s", head)
+        crc = zlib.crc32(kind)
+        left = length
+        while left:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                return False
+            crc = zlib.crc32(block, crc)
+            left -= len(block)
+        tail = f.read(4)
+        if len(tail) < 4 or struct.unpack(">I", tail)[0] != crc & 0xFFFFFFFF:
+            return False
+        if kind == b"IEND":
+            return True
 
 
 def _jpeg(f):
