@@ -70,6 +70,8 @@ class OnnxRuntimeBackend(Backend):
         self._input_name, self._output_name = inp.name, out.name
         if inp.type not in _ORT_TYPES or len(inp.shape) != 4:
             raise ModelError(path, f"input {inp.name!r} is {inp.type} {inp.shape}, expected a float NCHW tensor")
+        if len(out.shape) != 4:  # e.g. a classifier's (N, classes): not an image-to-image model
+            raise ModelError(path, f"output {out.name!r} has shape {out.shape}, expected an NCHW image", "give an image restoration model exported by restore-export")
         self.dtype = np.dtype(_ORT_TYPES[inp.type])
         n, c, h, w = inp.shape
         self.in_channels = c if isinstance(c, int) else self.model.io.get("in_channels", 3)
