@@ -69,7 +69,7 @@ def _expand(inputs, output, fps, frames):
     jobs = []
     for src in inputs:
         if not src.exists():
-            raise InputError(src, "no such file or folder")
+            raise InputError(src, "no such file or folder", "check the path")
         if src.is_dir():
             if single and is_video(output):
                 jobs.append(("folder->video", src, output))
