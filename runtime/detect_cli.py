@@ -10,6 +10,7 @@ import numpy as np
 from .atomic import atomic_write_bytes, atomic_write_text
 from .blur import blur_map, blur_overlay, classify_blur
 from .errors import InputError
+from .image_header import check_image_file
 
 
 @click.command("detect")
@@ -45,8 +46,7 @@ def detect_image(image, tile=64, name="image"):
 def read_rgb(path):
     """An image file as an RGB (or grey) array of its own dtype; InputError if unreadable."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found", "check the path")
+    check_image_file(path)  # missing, empty, damaged or too large for memory: refused unread
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:

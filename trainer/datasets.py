@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from restore.runtime.errors import ConfigError, InputError
+from restore.runtime.image_header import check_image_file
 
 from .degradations import build_degradation
 
@@ -206,6 +207,7 @@ def build_dataset(cfg):
 
 def read_image(path, gray=False):
     """An image file as float32 HxWx3 RGB (or HxWx1 with ``gray``) in [0, 1]; alpha is dropped."""
+    check_image_file(path)  # missing, empty, damaged or too large for memory: refused unread
     data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data is not None and data.size else None
     if image is None:
