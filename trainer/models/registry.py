@@ -4,9 +4,14 @@
 config dict, minus ``type``, is passed to the class, and kept on the model (``model.arch``,
 ``model.config``) so a checkpoint can rebuild it alone.
 """
+import importlib
+
 from restore.runtime.errors import ConfigError
 
 MODELS = {}
+# Modules that register further architectures (the peers timed by the benchmarks), imported the
+# first time a name is not found, so a checkpoint of a peer exports like one of ours.
+EXTRA_MODULES = ("restore.benchmarks.peers",)
 
 
 def register(name):
@@ -19,7 +24,10 @@ def register(name):
     return wrap
 
 
-def list_models():
+def list_models(include_extra=False):
+    if include_extra:
+        for module in EXTRA_MODULES:
+            importlib.import_module(module)
     return sorted(MODELS)
 
 
@@ -31,6 +39,9 @@ def build_model(spec, **overrides):
         cfg = dict(spec)
         name = cfg.pop("type", None) or cfg.pop("name", None)
     cfg.update(overrides)
+    if name not in MODELS:
+        for module in EXTRA_MODULES:
+            importlib.import_module(module)
     if name not in MODELS:
         raise ConfigError(name, "unknown architecture", f"known: {', '.join(list_models())}")
     try:
