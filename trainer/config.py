@@ -128,7 +128,10 @@ def load_config(path=None, overrides=(), *, base=None):
         try:
             raw = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(path, f"not valid YAML: {e}") from None
+            # PyYAML's message spans several lines (with a snippet); keep the problem and where.
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(path, f"not valid YAML{where}: {getattr(e, 'problem', None) or e}", "fix the file; see trainer/configs/ for examples") from None
         if not isinstance(raw, dict):
             raise ConfigError(path, "the file must hold a mapping of sections")
     else:
