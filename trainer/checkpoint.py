@@ -44,7 +44,7 @@ def load_checkpoint(path):
     if not path.is_file():
         raise InputError(path, "checkpoint not found", "give the path of a .pt or .safetensors file")
     if path.stat().st_size == 0:
-        raise InputError(path, "checkpoint file is empty")
+        raise InputError(path, "checkpoint file is empty", "the save was interrupted; use an earlier checkpoint")
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
