@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from restore.runtime.errors import ConfigError, InputError, OutputError
+from restore.runtime.errors import ConfigError, OutputError
 from restore.trainer.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from restore.trainer.models import count_parameters
 
@@ -120,6 +119,9 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
 
     if options.target not in ("onnx", "trt", "all"):
         raise ConfigError(f"--target {options.target}", "unknown target", "use onnx, trt or all")
+    if not onnx_export.MIN_OPSET <= options.opset <= onnx_export.MAX_OPSET:
+        raise ConfigError(f"--opset {options.opset}", "not supported by the exporter",
+                          f"use {onnx_export.MIN_OPSET}..{onnx_export.MAX_OPSET} (default {onnx_export.DEFAULT_OPSET})")
     builder = require_builder() if options.target == "trt" else (load_builder() if options.target == "all" else None)
     checkpoint = Path(checkpoint)
     ckpt, model = load_generator(checkpoint)

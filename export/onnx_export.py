@@ -18,6 +18,8 @@ from .fp16 import Fp32Island, wrap_fp32_islands
 from .plugin_op import TRANSLATIONS
 from .spectral import FP32_MODULES, swap_spectral_filters
 
+MIN_OPSET = 18  # the dynamo exporter's oldest
+MAX_OPSET = 23  # the newest checked with ONNX Runtime 1.31 here
 DEFAULT_OPSET = 18
 MAX_IR_VERSION = 13  # ONNX Runtime 1.31 refuses newer; onnx 1.23 writes 14 by default
 

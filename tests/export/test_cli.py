@@ -1,6 +1,7 @@
 """restore-export's bad-input handling through the real console script: one-line error, the
 error class's exit code, no traceback, no output directory left behind. The processes run in
 parallel (each spends its time importing torch)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,26 +44,27 @@ CASES = {
     "tile_not_fixed_size": (["sae.pt", "--tile", "32"], 7, "64x64"),
     "discriminator": (["disc.pt"], 7, "not a generator"),
     "bad_batch": (["fu.pt", "--batch", "4..2"], 7, "MIN <= MAX"),
-    "trt_without_builder": (["fu.pt", "--target", "trt"], 6, "pip install"),
+    "bad_opset": (["fu.pt", "--opset", "13"], 7, "use 18.."),
+    "trt_without_builder": (["fu.pt", "--tile", "32", "--target", "trt"], 6, "pip install"),
 }
 
 
 @pytest.fixture(scope="module")
 def results(files):
-    env_no_trt = {"PYTHONPATH": str(files / "no_tensorrt")}
-    procs = {}
-    for name, (args, _, _) in CASES.items():
-        env = dict(__import__("os").environ, **(env_no_trt if name == "trt_without_builder" else {}))
-        argv = [console_script("restore-export"), *args, "-o", f"out_{name}", "--tile" if "--tile" not in args else "--opset"]
-        argv.append("32" if "--tile" not in args else "18")
-        procs[name] = subprocess.Popen(argv, cwd=files, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    procs["root_command"] = subprocess.Popen([console_script("restore"), "export", "missing.pt", "-o", "out_root"], cwd=files,
-                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    env = dict(__import__("os").environ, **env_no_trt)
-    procs["all_without_builder"] = subprocess.Popen(
-        [console_script("restore-export"), "fu.pt", "-o", "out_all", "--tile", "32", "--batch", "1..2", "--no-validate"],
-        cwd=files, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return {name: (p.wait(timeout=300), p.stderr.read()) for name, p in procs.items()}
+    no_trt = dict(os.environ, PYTHONPATH=str(files / "no_tensorrt"))
+
+    def start(argv, env=None):
+        return subprocess.Popen(argv, cwd=files, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    procs = {
+        name: start([console_script("restore-export"), *args, "-o", f"out_{name}"], no_trt if "without_builder" in name else None)
+        for name, (args, _, _) in CASES.items()
+    }
+    procs["root_command"] = start([console_script("restore"), "export", "missing.pt", "-o", "out_root"])
+    procs["all_without_builder"] = start(
+        [console_script("restore-export"), "fu.pt", "-o", "out_all", "--tile", "32", "--batch", "1..2", "--no-validate"], no_trt)
+    stderr = {name: p.communicate(timeout=600)[1] for name, p in procs.items()}
+    return {name: (p.returncode, stderr[name]) for name, p in procs.items()}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
