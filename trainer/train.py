@@ -161,7 +161,9 @@ class Trainer:
         if self.D is not None:
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=sched["d_lr"] or tcfg["lr"], betas=betas)
         self.amp = bool(tcfg["amp"]) and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # one GradScaler per optimizer: each is updated once per step of its own network
+        self.scaler_g = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.amp and self.D is not None)
         if world > 1:
             if device.type == "cuda":  # SyncBatchNorm has no CPU implementation
                 self.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
@@ -181,15 +183,15 @@ class Trainer:
                 for group in opt.param_groups:
                     group["lr"] = base * factor
 
-    def _step(self, opt, loss, params):
+    def _step(self, opt, scaler, loss, params):
         opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        scaler.scale(loss).backward()
         clip = float(self.cfg["train"]["grad_clip"])
         if clip > 0:
-            self.scaler.unscale_(opt)
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, clip)
-        self.scaler.step(opt)
-        self.scaler.update()
+        scaler.step(opt)
+        scaler.update()
 
     def _autocast(self):
         return torch.autocast(self.device.type, enabled=self.amp)
@@ -218,7 +220,7 @@ class Trainer:
                     loss = loss + self.adv_loss.weight * adv
                     logs["g_adv"] = float(adv.detach())
                     self.D.requires_grad_(True)
-            self._step(self.opt_g, loss, self.G.parameters())
+            self._step(self.opt_g, self.scaler_g, loss, self.G.parameters())
             logs["loss"] = float(loss.detach())
             if self.ema:
                 self.ema.update(unwrap(self.G))
@@ -231,7 +233,7 @@ class Trainer:
                 fake = out.detach()
             with self._autocast():
                 d_loss = self.adv_loss.discriminator(self._judge(self.D, gt, lq), self._judge(self.D, fake.detach(), lq))
-            self._step(self.opt_d, d_loss, self.D.parameters())
+            self._step(self.opt_d, self.scaler_d, d_loss, self.D.parameters())
             logs["d_loss"] = float(d_loss.detach())
         return logs
 
@@ -246,7 +248,8 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "discriminator": unwrap(self.D).state_dict() if self.D is not None else None,
             "ema": self.ema.model.state_dict() if self.ema else None,
-            "scaler": self.scaler.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
         }
 
@@ -260,7 +263,10 @@ class Trainer:
             unwrap(self.D).load_state_dict(state["discriminator"])
         if self.ema and state.get("ema"):
             self.ema.model.load_state_dict(state["ema"])
-        self.scaler.load_state_dict(state["scaler"])
+        # checkpoints of the first trainer version kept one GradScaler under "scaler"
+        self.scaler_g.load_state_dict(state["scaler_g"] if "scaler_g" in state else state["scaler"])
+        if "scaler_d" in state:
+            self.scaler_d.load_state_dict(state["scaler_d"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
