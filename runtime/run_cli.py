@@ -101,7 +101,8 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
 
     if kind == "image":
         image = streams.read_image(src)
-        with tqdm(unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
+        total = restorer.tiler.count_tiles(image.shape)
+        with tqdm(total=total, unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
             streams.write_restored_image(restorer, image, dst, skip, bar.update)
             return f"{bar.n} tiles"
     if kind == "video":
@@ -126,14 +127,21 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
 @click.option("--skip-sharp", is_flag=True, help="Pass sharp and flat tiles through without inference (faster on mostly sharp input).")
 @click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
 @click.option("--frames", is_flag=True, help="Write videos as folders of PNG frames.")
+@click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, quiet):
+def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, resume, quiet):
     """Restore images, folders of images/videos, and videos; outputs keep names, size x scale,
     frame rate. A failing file is reported at the end and the others still run (exit 8)."""
     from .api import Restorer
 
     _sigterm_as_interrupt()
     jobs = _expand(list(inputs), output, fps, frames)
+    if resume:  # a folder of frames may be half done, so only finished files count
+        done = [(kind, src, dst) for kind, src, dst in jobs if kind != "video->frames" and dst.is_file()]
+        jobs = [job for job in jobs if job not in done]
+        click.echo(f"restore: --resume: {len(done)} outputs exist already, {len(jobs)} to do", err=True)
+        if not jobs:
+            return
     skip = sharp_tile_skipper() if skip_sharp else None
     with Restorer(model, backend=backend, tile=tile, overlap=overlap, batch=batch, device=device, precision=precision) as restorer:
         click.echo(f"restore: {restorer.description}" + (f" [{restorer.backend_choice}]" if restorer.backend_choice else ""), err=True)
@@ -145,13 +153,14 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
             except RestoreError as e:
                 if len(jobs) == 1:
                     raise
-                failures.append(f"{e}")
+                failures.append(str(src))
                 click.echo(f"restore: skipped: {e}", err=True)
                 continue
             if not quiet:
                 click.echo(f"{src} -> {dst} ({what}, {time.perf_counter() - start:.1f} s)", err=True)
     if failures:
-        raise PartialFailure(f"{len(failures)} of {len(jobs)} inputs", "failed: " + "; ".join(failures))
+        raise PartialFailure(f"{len(failures)} of {len(jobs)} inputs", "failed: " + ", ".join(failures),
+                             "see the 'skipped' lines above; run again with --resume after fixing them")
 
 
 @click.command("demo")
