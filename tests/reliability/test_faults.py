@@ -1,0 +1,99 @@
+"""Faults during real `restore run` subprocesses: Ctrl-C (SIGINT) and SIGTERM in the middle of a
+video, a folder with a bad file among good ones, and --resume after an interrupted folder run."""
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+
+from restore.runtime.errors import EXIT_INTERRUPTED
+
+RUN = "from restore.runtime.cli import main; main()"
+
+
+def start_run(*args):
+    return subprocess.Popen([sys.executable, "-c", RUN, "run", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_frames(hidden, proc, min_bytes, timeout=60):
+    """Until the hidden temporary video has grown past ``min_bytes`` (frames are being written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"restore run ended before it could be interrupted:\n{proc.stderr.read()}")
+        if hidden.is_file() and hidden.stat().st_size > min_bytes:
+            return
+        time.sleep(0.02)
+    pytest.fail("no frames were written in time")
+
+
+@pytest.mark.parametrize("sig, suffix", [(signal.SIGINT, ".mp4"), (signal.SIGTERM, ".avi"), (signal.SIGINT, ".mkv")])
+def test_signal_mid_video_leaves_a_playable_partial_or_nothing(tmp_path, tiny_model, kit, sig, suffix):
+    video = kit.write_video(tmp_path / "in.avi", frames=300, size=(160, 120))
+    out = tmp_path / "out dir" / f"restored ü{suffix}"
+    hidden = out.with_name(f".{out.stem}.partial{suffix}")
+    proc = start_run(video, "-o", out, "--model", tiny_model, "-q")
+    wait_for_frames(hidden, proc, min_bytes=20_000)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not out.exists(), "an interrupted run must not leave a file at the final name"
+    assert not hidden.exists(), "the temporary file must be finished or removed"
+    # Frames had been written, so the run keeps them as NAME.partial.EXT, and that file must play.
+    partial = out.with_name(f"{out.stem}.partial{suffix}")
+    assert partial.exists(), stderr
+    frames = kit.readable_frames(partial)
+    assert 1 <= frames < 300
+    assert f"kept the {frames} frames restored so far as {partial}" in stderr
+    assert stderr.strip().splitlines()[-1] == "restore: interrupted"
+
+
+@pytest.mark.parametrize("delay", [0.6, 0.9, 1.2])
+def test_signal_at_start_up_leaves_nothing_or_a_playable_partial(tmp_path, tiny_model, kit, delay):
+    video = kit.write_video(tmp_path / "in.avi", frames=100, size=(160, 120))
+    out = tmp_path / "out.mp4"
+    proc = start_run(video, "-o", out, "--model", tiny_model, "-q")
+    time.sleep(delay)  # loading the model, or at the first frames
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (EXIT_INTERRUPTED, 0), stderr  # 0: it finished first
+    assert "Traceback" not in stderr
+    left = sorted(p.name for p in tmp_path.glob("*out*"))
+    assert left in ([], ["out.partial.mp4"], ["out.mp4"]), left
+    if left:
+        assert kit.readable_frames(tmp_path / left[0]) >= 1
+
+
+def test_folder_run_continues_past_bad_files_and_resume_skips_finished(tmp_path, tiny_model, kit):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(src / f"img{i}.png"), kit.noise((40, 60, 3), seed=i))
+    kit.write_video(src / "clip.avi", frames=8)
+    (src / "broken.png").write_bytes(kit.encoded(".png", kit.noise((40, 60, 3)))[:100])
+    (src / "broken.mp4").write_bytes(b"\0" * 500)
+
+    first = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    line = kit.assert_user_error(first, "restore", 8, "2 of 7 inputs", src / "broken.png", src / "broken.mp4")
+    assert "--resume" in line
+    done = sorted(p.name for p in out.iterdir())
+    assert done == ["clip.avi", "img0.png", "img1.png", "img2.png", "img3.png"]
+    assert kit.readable_frames(out / "clip.avi") == 8
+
+    # A finished output is not touched again; a missing one is redone.
+    (out / "img2.png").unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (src / "broken.png").unlink()
+    (src / "broken.mp4").unlink()
+    second = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "--resume", "-q")
+    assert second.code == 0, second.stderr
+    assert "4 outputs exist already, 1 to do" in second.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "img2.png"} == mtimes
+    assert cv2.imread(str(out / "img2.png")).shape == (40, 60, 3)
+
+    third = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "--resume", "-q")
+    assert third.code == 0 and "5 outputs exist already, 0 to do" in third.stderr
