@@ -137,6 +137,12 @@ class Tiler:
         h, w = shape[:2]
         return (h * self.scale, w * self.scale) + tuple(shape[2:])
 
+    def count_tiles(self, shape):
+        """How many tiles ``restore`` runs for an image of this shape (progress bar totals)."""
+        h, w = shape[:2]
+        tile = self._tile_for(h, w)
+        return len(axis_layout(h, tile, self.overlap)[2]) * len(axis_layout(w, tile, self.overlap)[2])
+
     def _tile_for(self, h, w):
         """Flexible backends: shrink the tile for small images (less padding to compute)."""
         if self.backend.tile:

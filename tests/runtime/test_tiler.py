@@ -194,6 +194,14 @@ def test_feather_weights_sum_to_one_across_an_overlap():
     assert w[: overlap // 4].max() == 0.0
 
 
+def test_count_tiles_matches_the_tiles_run(models):
+    tiler = tiler_for(models["conv"], tile=32, overlap=8)
+    image = np.zeros((70, 130, 3), np.uint8)
+    done = []
+    tiler.restore(image, on_tiles=done.append)
+    assert sum(done) == tiler.count_tiles(image.shape) == 3 * 6  # 70 -> starts 0, 24, 46; 130 -> six
+
+
 def test_layout_covers_the_padded_axis():
     for length in (1, 5, 31, 32, 33, 100, 1000):
         pad, padded, starts = axis_layout(length, 32, 8)
