@@ -106,3 +106,32 @@ def test_runtime_imports_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.gpu
+def test_torch_backend_on_cuda_fp16_with_a_cuda_graph_matches_cpu(checkpoint):
+    image = np.random.default_rng(2).random((90, 120, 3)).astype(np.float32)
+    with Restorer(checkpoint, backend="torch", device="cpu", tile=64, overlap=16) as cpu:
+        reference = cpu.restore(image)
+    with Restorer(checkpoint, backend="torch", device="cuda", tile=64, overlap=16) as gpu:
+        assert gpu.backend.dtype == np.float16
+        first = gpu.restore(image)
+        again = gpu.restore(image)  # replays the captured graph
+        assert gpu.backend._graph is not None
+    np.testing.assert_allclose(first, reference, atol=2e-2)
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.gpu
+def test_onnxruntime_cuda_with_io_binding_matches_cpu(artifact):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu not installed")
+    image = (np.random.default_rng(3).random((70, 90, 3)) * 255).astype(np.uint8)
+    with Restorer(artifact, backend="onnxruntime", device="cpu") as cpu:
+        reference = cpu.restore(image)
+    with Restorer(artifact, backend="onnxruntime", device="cuda") as gpu:
+        assert "CUDAExecutionProvider" in gpu.description
+        out = gpu.restore(image)
+    assert np.abs(out.astype(int) - reference).max() <= 1
