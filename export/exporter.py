@@ -197,6 +197,8 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
         else:
             metadata["engine"] = _build(builder, graphs, stage, metadata, options, inputs, log)
             metadata["files"]["engine"] = metadata["engine"]["file"]
+            if options.fp16:  # the runtime also looks the fp16 engine up under this key
+                metadata["files"]["fp16_engine"] = metadata["engine"]["file"]
         for key, proto in graphs.items():  # embed the final metadata, validation figures included
             onnx_export.set_metadata(proto, metadata)
             onnx_export.save_onnx(proto, stage / FILES[key])

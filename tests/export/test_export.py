@@ -68,7 +68,7 @@ def test_export_writes_artifacts_that_onnxruntime_runs_like_torch(exported, key)
     tile = metadata["shapes"]["tile"]
     assert json.loads((out / "metadata.json").read_text()) == metadata
     assert metadata["io"]["scale"] == model.scale and metadata["model"]["arch"] == arch_of(key)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["metadata.json", *metadata["files"].values()])
+    assert sorted(p.name for p in out.iterdir()) == sorted({"metadata.json", *metadata["files"].values()})
 
     portable = onnx.load(out / "model.onnx")
     assert portable.ir_version <= 13
