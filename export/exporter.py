@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from restore.runtime.errors import ConfigError, OutputError
+from restore.runtime.errors import BackendError, ConfigError, OutputError
 from restore.trainer.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from restore.trainer.models import count_parameters
 
@@ -233,7 +233,7 @@ def _validate(model, graphs, inputs):
 
 
 def _build(builder, graphs, stage, metadata, options, inputs, log):
-    from restore.kernels.fourier_bottleneck.trt_plugin import register_trt_plugin
+    from restore.kernels.fourier_bottleneck.trt_plugin import PluginSetupError, register_trt_plugin
 
     from .trt_build import build_engine
 
@@ -241,7 +241,10 @@ def _build(builder, graphs, stage, metadata, options, inputs, log):
     source = "fp16_plugin_onnx" if options.fp16 else "plugin_onnx"
     engine_name = "model.fp16.engine" if options.fp16 else "model.engine"
     if metadata["plugin"]["count"]:
-        register_trt_plugin(trt)
+        try:
+            register_trt_plugin(trt)
+        except PluginSetupError as e:
+            raise BackendError(flavour, f"cannot register the {OP_TYPE} plugin: {e}", "or export with --target onnx") from None
     shapes = metadata["shapes"]
     tile = shapes["tile"]
     log(f"building {engine_name} with {flavour} from {FILES[source]}")
