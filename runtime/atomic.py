@@ -24,6 +24,7 @@ def atomic_path(path, suffix=None):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; an output gets a normal file's mode
         os.close(fd)
     except OSError as e:
         raise OutputError(path, f"cannot write here: {e.strerror}", "choose a writable output path") from None
@@ -38,6 +39,15 @@ def atomic_path(path, suffix=None):
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _process_umask():
+    mask = os.umask(0o022)  # the only way to read it is to set it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
 
 
 def output_error(path, error):
