@@ -289,3 +289,16 @@ def test_detect_bad_inputs(tmp_path, kit, kind, code, words):
     assert words in line and (str(path) in line or str(out) in line), line
     if code != 5:
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_outputs_get_a_normal_file_mode(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the finished file must have the mode any
+    other new file would get (0666 minus the umask), or a web server cannot serve the result."""
+    import os
+
+    from restore.runtime.atomic import atomic_write_text
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    atomic_write_text(tmp_path / "report.json", "{}")
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o666 & ~mask
