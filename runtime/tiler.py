@@ -19,7 +19,7 @@ accepting ``out[r0:r1] = rows`` in increasing order (a strip writer).
 import cv2
 import numpy as np
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, ModelError
 
 _MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
@@ -307,7 +307,7 @@ class _Job:
         expected = (self.t.model_channels, t_out, t_out)
         for result in self.t.backend.infer_stream(batches()):
             if result.ndim != 4 or result.shape[1:] != expected:
-                raise InputError(self.t.backend.description, f"model returned {result.shape}, expected (N, {expected[0]}, {t_out}, {t_out})")
+                raise ModelError(self.t.backend.description, f"model returned {result.shape}, expected (N, {expected[0]}, {t_out}, {t_out})")
             for y_out in result:
                 done.append(y_out)
                 while current is not None and len(done) >= current[2]:
@@ -317,6 +317,9 @@ class _Job:
                     if self.on_tiles:
                         self.on_tiles(1)
                     current = next(jobs, None)
+            # A tile whose samples straddle two batches waits for the next one: copy its
+            # outputs, since a pipelined backend may reuse the buffer behind ``result``.
+            done = [y_out.copy() for y_out in done]
 
     def _add(self, y, x, tile_out):
         s, t_out = self.t.scale, self.tile * self.t.scale
