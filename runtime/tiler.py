@@ -1,6 +1,6 @@
 """Tiled inference with feathered blending, in horizontal strips so memory stays bounded.
 
-Geometry (per axis, input pixels): the image is reflect-padded by ``pad = overlap // 2`` on each
+Geometry (per axis, input pixels): the image is reflect-padded by ``pad = ceil(overlap / 2)`` on each
 side (and further at the end when it is smaller than a tile), then covered by tiles of size
 ``tile`` at a step of ``tile - overlap``, the last one aligned to the end. Each tile's output is
 weighted by a separable ramp that is 0 for the ``overlap / 4`` pixels nearest a tile edge (where
@@ -27,7 +27,7 @@ FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 def axis_layout(length, tile, overlap):
     """(pad, padded_length, tile starts in padded coordinates) along one axis."""
-    pad = overlap // 2
+    pad = (overlap + 1) // 2  # rounded up: with overlap 1 at x2/x4 the feather's zeroed edge pixel would be an image pixel
     padded = max(length + 2 * pad, tile)
     step = tile - overlap
     starts = list(range(0, padded - tile, step)) + [padded - tile]
@@ -148,7 +148,7 @@ class Tiler:
         if self.backend.tile:
             return self.tile
         mult = max(int(self.backend.size_multiple or 1), 1)
-        need = -(-(max(h, w) + 2 * (self.overlap // 2)) // mult) * mult
+        need = -(-(max(h, w) + 2 * ((self.overlap + 1) // 2)) // mult) * mult
         return self.tile if need >= self.tile or need <= self.overlap else need
 
     # --- the work -----------------------------------------------------------------------------
@@ -307,7 +307,8 @@ class _Job:
         expected = (self.t.model_channels, t_out, t_out)
         for result in self.t.backend.infer_stream(batches()):
             if result.ndim != 4 or result.shape[1:] != expected:
-                raise ModelError(self.t.backend.description, f"model returned {result.shape}, expected (N, {expected[0]}, {t_out}, {t_out})")
+                raise ModelError(self.t.backend.description, f"model returned {result.shape}, expected (N, {expected[0]}, {t_out}, {t_out})",
+                                 "its metadata.json does not describe this model; re-export it with restore-export")
             for y_out in result:
                 done.append(y_out)
                 while current is not None and len(done) >= current[2]:
