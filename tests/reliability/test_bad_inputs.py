@@ -302,3 +302,25 @@ def test_outputs_get_a_normal_file_mode(tmp_path):
     os.umask(mask)
     atomic_write_text(tmp_path / "report.json", "{}")
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_metadata_that_does_not_match_the_model_is_a_model_error(tmp_path, kit):
+    """An artifact whose metadata.json says x1 while its model.onnx is an x4 network (files mixed
+    from two exports)."""
+    import json
+    import shutil
+
+    from restore.runtime.testing import write_conv_artifact
+
+    x4 = write_conv_artifact(tmp_path / "x4", layers=1, scale=4, tile=16, overlap=4)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(x4, mixed)
+    metadata = json.loads((mixed / "metadata.json").read_text())
+    metadata["io"]["scale"] = 1
+    (mixed / "metadata.json").write_text(json.dumps(metadata))
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), kit.noise((20, 20, 3)))
+    result = kit.run_cli("restore", "run", image, "-o", tmp_path / "out.png", "--model", mixed)
+    line = kit.assert_user_error(result, "restore", 4, "model.onnx")
+    assert "re-export" in line
+    assert not (tmp_path / "out.png").exists() and kit.leftovers(tmp_path) == []
