@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from restore.runtime.atomic import new_file_mode, output_error
 from restore.runtime.errors import BackendError, ConfigError, OutputError
 from restore.trainer.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from restore.trainer.models import count_parameters
@@ -94,6 +95,7 @@ def staging_dir(outdir):
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".partial", dir=outdir.parent))
+        os.chmod(stage, new_file_mode(directory=True))  # mkdtemp makes 0700
     except OSError as e:
         raise OutputError(outdir, f"cannot write here: {e.strerror}", "choose a writable output path") from None
     try:
@@ -107,7 +109,7 @@ def staging_dir(outdir):
             shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         shutil.rmtree(stage, ignore_errors=True)
-        raise OutputError(outdir, f"cannot write: {e.strerror}", "check free space and permissions") from None
+        raise output_error(outdir, e) from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

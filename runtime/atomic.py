@@ -24,7 +24,7 @@ def atomic_path(path, suffix=None):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; an output gets a normal file's mode
+        os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; an output gets a normal file's mode
         os.close(fd)
     except OSError as e:
         raise OutputError(path, f"cannot write here: {e.strerror}", "choose a writable output path") from None
@@ -48,6 +48,12 @@ def _process_umask():
 
 
 _UMASK = _process_umask()
+
+
+def new_file_mode(directory=False):
+    """The mode open()/mkdir() would give a new file or directory (0666/0777 minus the umask), for
+    outputs made through mkstemp/mkdtemp, which use 0600/0700."""
+    return (0o777 if directory else 0o666) & ~_UMASK
 
 
 def output_error(path, error):
