@@ -27,7 +27,8 @@ def atomic_path(path, suffix=None):
         os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; an output gets a normal file's mode
         os.close(fd)
     except OSError as e:
-        raise OutputError(path, f"cannot write here: {e.strerror}", "choose a writable output path") from None
+        problem = "a part of this path is a file, not a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) else f"cannot write here: {e.strerror}"
+        raise OutputError(path, problem, "choose a writable output path") from None
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:

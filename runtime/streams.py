@@ -234,10 +234,10 @@ class VideoReader:
     def __init__(self, path, queue_size=8):
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(self.path, "no such file")
+            raise InputError(self.path, "no such file", "check the path")
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
-            raise InputError(self.path, "cannot open this video (corrupt or unsupported codec)")
+            raise InputError(self.path, "cannot open this video (empty, corrupt or unsupported codec)", "check the file or remove it")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
         self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
