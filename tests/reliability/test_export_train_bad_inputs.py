@@ -36,7 +36,7 @@ def checkpoint_variant(kind, good, folder):
     ("missing", 3, "checkpoint not found"),
     pytest.param("empty", 3, "empty", marks=pytest.mark.slow),
     pytest.param("garbage", 4, "not a readable checkpoint", marks=pytest.mark.slow),
-    ("truncated", 4, "not a readable checkpoint"),
+    pytest.param("truncated", 4, "not a readable checkpoint", marks=pytest.mark.slow),
     ("other architecture", 4, "weights do not fit architecture 'gir'"),
     pytest.param("not a restore checkpoint", 4, "not a restore checkpoint", marks=pytest.mark.slow),
 ])
@@ -49,6 +49,7 @@ def test_export_bad_checkpoints(tmp_path, kit, small_checkpoint, kind, code, wor
     assert not out.exists(), "no artifact directory may be left behind"
 
 
+@pytest.mark.slow
 def test_export_tile_the_model_cannot_take(tmp_path, kit, small_checkpoint):
     out = tmp_path / "artifact"
     result = kit.run_cli("restore-export", small_checkpoint, "-o", out, "--tile", "51", "--target", "onnx", "--no-validate")
@@ -101,11 +102,11 @@ schedule: {{type: pixel, lr: constant}}
 
 
 @pytest.mark.parametrize("kind, code, words", [
-    ("missing config", 3, "config file not found"),
+    pytest.param("missing config", 3, "config file not found", marks=pytest.mark.slow),
     ("not yaml", 7, "not valid YAML at line 2"),
     pytest.param("unknown section", 7, "unknown section", marks=pytest.mark.slow),
     pytest.param("bad override", 7, "section.key=value", marks=pytest.mark.slow),
-    ("missing data folder", 3, "folder not found"),
+    pytest.param("missing data folder", 3, "folder not found", marks=pytest.mark.slow),
     ("damaged image in the data", 3, "truncated or damaged"),
 ])
 def test_train_bad_inputs(tmp_path, kit, kind, code, words):

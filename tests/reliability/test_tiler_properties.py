@@ -101,7 +101,7 @@ def test_identity_model_gives_back_the_input(identity_backend, h, w, geometry, b
     out = tiler.restore(image)
     assert out.shape == image.shape and out.dtype == image.dtype
     if image.dtype == np.float32:
-        np.testing.assert_allclose(out, image, atol=1e-6)
+        np.testing.assert_allclose(out, image, rtol=1e-5, atol=1e-6)  # float32 weighted average of equal values
     else:
         np.testing.assert_array_equal(out, image)
 
