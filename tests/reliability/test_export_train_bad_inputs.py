@@ -129,3 +129,15 @@ def test_train_bad_inputs(tmp_path, kit, kind, code, words):
     line = kit.assert_user_error(result, "restore", code)
     assert words in line, line
     assert not list(run_dir.glob("**/*.pt")) and not list(run_dir.glob("**/*.safetensors")), "no checkpoint from a failed run"
+
+
+def test_run_with_a_checkpoint_of_another_architecture(tmp_path, kit, small_checkpoint):
+    """`restore run --model CHECKPOINT` (torch backend) with weights that do not fit the architecture
+    the checkpoint names."""
+    bad = checkpoint_variant("other architecture", small_checkpoint, tmp_path)
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), kit.noise((32, 32, 3)))
+    result = kit.run_cli("restore", "run", image, "-o", tmp_path / "out.png", "--model", bad)
+    line = kit.assert_user_error(result, "restore", 4, bad)
+    assert "weights do not fit architecture 'gir'" in line
+    assert not (tmp_path / "out.png").exists()

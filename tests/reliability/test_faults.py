@@ -101,3 +101,36 @@ def test_folder_run_continues_past_bad_files_and_resume_skips_finished(tmp_path,
 
     third = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "--resume", "-q")
     assert third.code == 0 and "5 outputs exist already, 0 to do" in third.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_streaming_a_big_png_leaves_no_file(tmp_path, tiny_model, kit, sig):
+    """PNG output is streamed strip by strip into a hidden temporary file: an interrupt must
+    remove it and leave nothing at the final name."""
+    image = tmp_path / "big.png"
+    cv2.imwrite(str(image), kit.noise((1500, 1500, 3)))
+    out = tmp_path / "out" / "big.png"
+    proc = start_run(image, "-o", out, "--model", tiny_model, "-q")
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(".big.*partial.png")):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "the output was never started"
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    assert list(out.parent.iterdir()) == []
+
+
+def test_folder_to_video_with_a_damaged_frame_names_it_and_leaves_no_video(tmp_path, tiny_model, kit):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), kit.noise((48, 64, 3), seed=i))
+    png = (frames / "004.png").read_bytes()
+    (frames / "004.png").write_bytes(png[: len(png) // 2])
+    out = tmp_path / "movie.mp4"
+    result = kit.run_cli("restore", "run", frames, "-o", out, "--model", tiny_model, "-q")
+    kit.assert_user_error(result, "restore", 3, frames / "004.png")
+    assert not out.exists() and kit.leftovers(tmp_path) == []
