@@ -86,16 +86,20 @@ def phase_of(step, sched):
 
 
 class EMA:
-    """Exponential moving average of the generator's parameters (buffers are copied)."""
+    """Exponential moving average of the generator's parameters (buffers are copied).
+
+    The decay ramps up as (1 + step) / (10 + step) until it reaches ``decay``: with a fixed 0.998
+    the random initial weights still held 37% of the average after 500 steps."""
 
     def __init__(self, model, decay):
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model):
+    def update(self, model, step):
+        decay = min(self.decay, (1 + step) / (10 + step))
         for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1.0 - self.decay)
+            e.lerp_(p.detach(), 1.0 - decay)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
 
@@ -223,7 +227,7 @@ class Trainer:
             self._step(self.opt_g, self.scaler_g, loss, self.G.parameters())
             logs["loss"] = float(loss.detach())
             if self.ema:
-                self.ema.update(unwrap(self.G))
+                self.ema.update(unwrap(self.G), step)
         d_due = phase == "d" or (phase == "gan" and step % int(self.cfg["schedule"]["g_per_d"]) == 0)
         if d_due:
             if phase == "d":  # the generator is frozen in this phase
