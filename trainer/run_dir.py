@@ -117,7 +117,12 @@ def plot_curves(records, path):
     for key in ("loss", "d_loss"):
         points = [(r["step"], r[key]) for r in train if key in r]
         if points:
-            ax_loss.plot(*zip(*points), label=key, linewidth=1)
+            steps, values = zip(*points)
+            line, = ax_loss.plot(steps, values, linewidth=0.6, alpha=0.35)
+            # each logged value is one batch: a running mean shows the trend
+            window = max(1, len(values) // 30)
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax_loss.plot(steps[window - 1:], smooth, color=line.get_color(), label=f"{key} (mean of {window} logs)")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("training loss")
     if train:
