@@ -195,3 +195,13 @@ def test_schedules():
     assert lr_factor(110, 110, sched) == pytest.approx(0.0, abs=1e-9)
     # a spent wall-clock budget anneals the LR even when few steps were taken
     assert lr_factor(20, 110, sched, time_fraction=1.0) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.gpu
+def test_amp_gan_run_on_cuda(tmp_path):
+    """fp16 autocast + GradScaler for both networks (CUDA only; skipped on CPU machines)."""
+    cfg = load_config(CONFIGS / "gir.yaml", [*COMMON, *TINY["gir"], "train.amp=true", "train.steps=3"])
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["step"] == 3
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["training"]
+    assert state["scaler_g"] and state["scaler_d"]  # enabled scalers have state
