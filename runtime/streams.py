@@ -266,7 +266,7 @@ class VideoReader:
         decoded = 0
         try:
             while True:
-                frame = self._queue.get()
+                frame = _get(self._queue)
                 if frame is _DONE:
                     break
                 decoded += 1
@@ -323,7 +323,7 @@ class VideoWriter:
     def _encode(self):
         try:
             while True:
-                frame = self._queue.get()
+                frame = _get(self._queue)
                 if frame is _DONE:
                     return
                 self._writer.write(frame)
@@ -340,7 +340,7 @@ class VideoWriter:
             raise OutputError(self.path, f"video encoding failed ({self._error})")
 
     def _finish(self):
-        self._queue.put(_DONE)  # the encoder thread is alive until it takes this, so no deadlock
+        _put(self._queue, _DONE, self._stop)  # taken by the encoder; _stop is set only if it died
         self._thread.join()
         self._writer.release()
 
@@ -400,6 +400,18 @@ def _to_bgr8(frame):
     if frame.shape[2] == 4:
         return cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR)
     return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+
+
+def _get(q):
+    """``q.get()`` that never waits without a timeout. Ctrl-C/SIGTERM raise KeyboardInterrupt in
+    the main thread wherever it is, also inside ``Condition.notify`` of a queue, which can leave a
+    stale waiter behind: the next notification then wakes nobody and a plain ``get()`` in another
+    thread sleeps forever (seen: a SIGTERM at start-up hung ``restore run``). Polling survives it."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
 
 
 def _put(q, item, stop):
@@ -503,7 +515,7 @@ def prefetched(iterable, queue_size=8):
     thread.start()
     try:
         while True:
-            item = q.get()
+            item = _get(q)
             if item is _DONE:
                 break
             yield item
