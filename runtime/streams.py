@@ -285,7 +285,7 @@ class VideoReader:
         with contextlib.suppress(queue.Empty):
             while True:
                 self._queue.get_nowait()
-        if self._thread is not None:
+        if self._thread is not None and self._thread.ident is not None:  # started (an interrupt can fall in between)
             self._thread.join()
         self._cap.release()
 
@@ -309,16 +309,20 @@ class VideoWriter:
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         self.size = tuple(int(v) for v in size)  # (width, height)
-        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC[suffix]), float(fps), self.size)
-        if not self._writer.isOpened():
-            _remove(self.tmp)
-            raise OutputError(self.path, "OpenCV cannot open a video writer here", "check the folder is writable, or try .avi")
         self.frames = 0
         self._queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._error = None
-        self._thread = threading.Thread(target=self._encode, name=f"encode {self.path.name}", daemon=True)
-        self._thread.start()
+        self._ended = False  # closed or aborted: abort() is then a no-op
+        try:  # a Ctrl-C while the container is being opened must not leave the file behind
+            self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC[suffix]), float(fps), self.size)
+            if not self._writer.isOpened():
+                raise OutputError(self.path, "OpenCV cannot open a video writer here", "check the folder is writable, or try .avi")
+            self._thread = threading.Thread(target=self._encode, name=f"encode {self.path.name}", daemon=True)
+            self._thread.start()
+        except BaseException:
+            _remove(self.tmp)
+            raise
 
     def _encode(self):
         try:
@@ -345,26 +349,31 @@ class VideoWriter:
         self._writer.release()
 
     def close(self):
-        self._finish()
-        if self._error is not None:
-            _remove(self.tmp)
-            raise OutputError(self.path, f"video encoding failed ({self._error})")
-        if not _plays_to_the_end(self.tmp, self.frames):
-            _remove(self.tmp)
-            raise OutputError(self.path, f"the encoded video does not play back all {self.frames} frames (disk full or file size limit?)",
-                              "free some space and run again")
+        self._ended = True
         try:
+            self._finish()
+            if self._error is not None:
+                raise OutputError(self.path, f"video encoding failed ({self._error})")
+            if not _plays_to_the_end(self.tmp, self.frames):
+                raise OutputError(self.path, f"the encoded video does not play back all {self.frames} frames (disk full or file size limit?)",
+                                  "free some space and run again")
             with open(self.tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(self.tmp, self.path)
         except OSError as e:
             _remove(self.tmp)
             raise OutputError(self.path, f"cannot write: {e.strerror}") from None
+        except BaseException:  # including Ctrl-C while finishing: no temporary file stays behind
+            _remove(self.tmp)
+            raise
         return self.path
 
     def abort(self, keep_partial):
         """Stop after the frames queued so far. ``keep_partial``: finish the file as a playable
         NAME.partial.EXT (if it has frames); otherwise remove it. Returns the kept path or None."""
+        if self._ended:
+            return None
+        self._ended = True
         if self._thread.is_alive():
             self._finish()
         else:
@@ -461,7 +470,11 @@ def restore_video(restorer, src, dst, skip_tiles=None, progress=True):
     with VideoReader(src) as reader:
         size = (reader.width * restorer.scale, reader.height * restorer.scale)
         writer = VideoWriter(dst, reader.fps, size)
-        restore_frames(restorer, reader, writer, reader.frame_count, Path(src).name, skip_tiles, progress)
+        try:
+            restore_frames(restorer, reader, writer, reader.frame_count, Path(src).name, skip_tiles, progress)
+        except BaseException:  # also an interrupt before restore_frames took charge of the writer
+            writer.abort(keep_partial=False)
+            raise
     return dst
 
 
@@ -495,7 +508,11 @@ def restore_folder_to_video(restorer, folder, dst, fps=None, skip_tiles=None, pr
                 raise InputError(p, f"frame is {frame.shape[1]}x{frame.shape[0]}, the first frame is {w}x{h}")
             yield frame
 
-    return restore_frames(restorer, prefetched(frames()), writer, len(paths), Path(folder).name, skip_tiles, progress)
+    try:
+        return restore_frames(restorer, prefetched(frames()), writer, len(paths), Path(folder).name, skip_tiles, progress)
+    except BaseException:  # also an interrupt before restore_frames took charge of the writer
+        writer.abort(keep_partial=False)
+        raise
 
 
 def prefetched(iterable, queue_size=8):
