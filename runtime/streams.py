@@ -107,7 +107,7 @@ def write_image(path, image):
     """Write an RGB(A)/gray array atomically. ``image`` is converted to BGR in place (it is the
     caller's output buffer; copying a 16k x 16k image would double the memory)."""
     path = Path(path)
-    image = _swap_rb(image)
+    image = _swap_rb(_fit_depth(image, path.suffix))
     with atomic_path(path) as tmp:
         try:
             ok = cv2.imwrite(str(tmp), image)
@@ -122,6 +122,21 @@ def write_image(path, image):
         if not ok:
             raise OutputError(path, f"OpenCV cannot write {image.dtype} {image.shape} as {path.suffix}", "try .png or .tif")
     return path
+
+
+_EIGHT_BIT_SUFFIXES = {".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def _fit_depth(image, suffix):
+    """``image`` in a depth the format holds, scaled. OpenCV would saturate instead: 16-bit into a
+    JPEG comes out almost white, float [0, 1] into a PNG black (every value 0 or 1)."""
+    suffix = suffix.lower()
+    if image.dtype.kind == "f" and suffix not in (".tif", ".tiff"):
+        top, dtype = (65535, np.uint16) if suffix == ".png" else (255, np.uint8)
+        return np.rint(np.clip(image, 0, 1) * top).astype(dtype)
+    if image.dtype == np.uint16 and suffix in _EIGHT_BIT_SUFFIXES:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return image
 
 
 class PngStripWriter:
