@@ -2,6 +2,7 @@
 through a real subprocess (or the real API), and must end in one line naming the input with a
 hint, the exit code of its error class, no traceback, and no output that looks complete."""
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -324,3 +325,24 @@ def test_metadata_that_does_not_match_the_model_is_a_model_error(tmp_path, kit):
     line = kit.assert_user_error(result, "restore", 4, "model.onnx")
     assert "re-export" in line
     assert not (tmp_path / "out.png").exists() and kit.leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("source, target", [("16-bit.png", "out.jpg"), ("16-bit.png", "out.webp"), ("16-bit.png", "out.bmp"),
+                                            ("float.tif", "out.png"), ("float.tif", "out.jpg")])
+def test_bit_depth_the_output_format_cannot_hold_is_scaled(tmp_path, kit, source, target):
+    """An identity model, so the output must equal the input in the output's depth: OpenCV alone
+    would saturate (16-bit into JPEG: white; float into PNG: black)."""
+    from restore.runtime.testing import write_conv_artifact
+
+    identity = write_conv_artifact(tmp_path / "identity", layers=0, tile=32, overlap=8)
+    y, x = np.mgrid[0:40, 0:50] / 50.0
+    unit = np.stack([0.1 + 0.8 * x, 0.5 + 0.4 * np.sin(3 * y), 0.2 + 0.6 * x * y], axis=2)  # smooth: JPEG keeps it
+    image = np.rint(unit * 65535).astype(np.uint16) if source.startswith("16") else unit.astype(np.float32)
+    cv2.imwrite(str(tmp_path / source), image)
+    result = kit.run_cli("restore", "run", tmp_path / source, "-o", tmp_path / target, "--model", identity, "-q")
+    assert result.code == 0, result.stderr
+    out = cv2.imread(str(tmp_path / target), cv2.IMREAD_UNCHANGED).astype(np.float64)
+    unit = image / 65535.0 if image.dtype == np.uint16 else image.astype(np.float64)
+    top = 65535.0 if target.endswith(".png") else 255.0
+    tolerance = {".jpg": 0.02, ".webp": 0.02, ".bmp": 0.003, ".png": 1e-4}[Path(target).suffix]
+    assert np.abs(out / top - unit).mean() < tolerance
