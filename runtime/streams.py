@@ -95,10 +95,10 @@ def write_restored_image(restorer, image, path, skip_tiles=None, on_tiles=None):
         writer = PngStripWriter(path, shape, image.dtype)
         try:
             restorer.restore(image, out=writer, skip_tiles=skip_tiles, on_tiles=on_tiles)
-        except BaseException:
+            return writer.close()
+        except BaseException:  # an interrupt inside close() included
             writer.abort()
             raise
-        return writer.close()
     out = image if restorer.scale == 1 else None  # safe in place, see Tiler.restore
     return write_image(path, restorer.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles))
 
@@ -156,16 +156,21 @@ class PngStripWriter:
         self.channels = self.shape[2] if len(self.shape) == 3 else 1
         if self.dtype not in (np.uint8, np.uint16) or self.channels not in self._COLOR_TYPE:
             raise OutputError(self.path, f"cannot stream {self.dtype} x {self.channels} channels to PNG")
-        self._context = atomic_path(self.path)
-        self._tmp = self._context.__enter__()
-        self._file = open(self._tmp, "wb")
         self._deflate = zlib.compressobj(level)
         self._bpp = self.channels * self.dtype.itemsize  # bytes per pixel, PNG's filter unit
         self._previous = np.zeros(self.width * self._bpp, np.uint8)
         self.next_row = 0
-        bits = 8 * self.dtype.itemsize
-        self._file.write(b"\x89PNG\r\n\x1a\n")
-        self._chunk(b"IHDR", struct.pack(">IIBBBBB", self.width, self.height, bits, self._COLOR_TYPE[self.channels], 0, 0, 0))
+        self._file, self._ended = None, False
+        self._context = atomic_path(self.path)
+        self._tmp = self._context.__enter__()
+        try:  # from here on the temporary file exists: any failure (Ctrl-C too) removes it
+            self._file = open(self._tmp, "wb")
+            bits = 8 * self.dtype.itemsize
+            self._file.write(b"\x89PNG\r\n\x1a\n")
+            self._chunk(b"IHDR", struct.pack(">IIBBBBB", self.width, self.height, bits, self._COLOR_TYPE[self.channels], 0, 0, 0))
+        except BaseException:
+            self.abort()
+            raise
 
     def _chunk(self, kind, data):
         try:
@@ -213,12 +218,18 @@ class PngStripWriter:
             self.abort()
             raise output_error(self.path, e) from None
         self._context.__exit__(None, None, None)
+        self._ended = True
         return self.path
 
     def abort(self):
-        """Remove the temporary file (the target is left as it was)."""
+        """Remove the temporary file (the target is left as it was). Idempotent; a no-op after a
+        successful ``close()``."""
+        if self._ended:
+            return
+        self._ended = True
         with contextlib.suppress(OSError):  # the unflushed tail of a file being thrown away
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
         self._context.__exit__(OutputError, OutputError(self.path, "aborted"), None)
 
 
