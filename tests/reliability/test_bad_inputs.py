@@ -61,8 +61,8 @@ def test_folder_of_bad_images_reports_each_and_restores_the_good_ones(tmp_path, 
     bad = bad_images(kit, src)
     good = good_images(kit, src)
     result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q", memory_limit=4 << 30)
-    assert_partial = kit.assert_user_error(result, "restore", 8, f"{len(bad)} of {len(bad) + len(good)} inputs")
-    assert "failed" in assert_partial
+    summary = kit.assert_user_error(result, "restore", 8, f"{len(bad)} of {len(bad) + len(good)} inputs")
+    assert "failed" in summary and "--resume" in summary
     skipped = [line for line in result.stderr.splitlines() if line.startswith("restore: skipped:")]
     assert len(skipped) == len(bad), result.stderr
     for name, (path, words) in bad.items():
