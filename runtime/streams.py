@@ -386,6 +386,7 @@ class VideoWriter:
             with open(self.tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(self.tmp, self.path)
+            _remove(self.partial)  # what an interrupted earlier run kept is superseded now
         except OSError as e:
             _remove(self.tmp)
             raise OutputError(self.path, f"cannot write: {e.strerror}") from None
