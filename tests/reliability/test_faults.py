@@ -134,3 +134,18 @@ def test_folder_to_video_with_a_damaged_frame_names_it_and_leaves_no_video(tmp_p
     result = kit.run_cli("restore", "run", frames, "-o", out, "--model", tiny_model, "-q")
     kit.assert_user_error(result, "restore", 3, frames / "004.png")
     assert not out.exists() and kit.leftovers(tmp_path) == []
+
+
+def test_resume_after_an_interrupted_video_finishes_it_and_drops_the_partial(tmp_path, tiny_model, kit):
+    video = kit.write_video(tmp_path / "in.avi", frames=200, size=(160, 120))
+    out = tmp_path / "out" / "clip.avi"
+    proc = start_run(video, "-o", out, "--model", tiny_model, "-q")
+    wait_for_frames(out.with_name(".clip.partial.avi"), proc, min_bytes=20_000)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED and (tmp_path / "out" / "clip.partial.avi").exists()
+    again = kit.run_cli("restore", "run", video, "-o", out, "--model", tiny_model, "--resume", "-q")
+    assert again.code == 0, again.stderr
+    assert "0 outputs exist already, 1 to do" in again.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["clip.avi"]
+    assert kit.readable_frames(out) == 200
