@@ -77,7 +77,7 @@ def test_paired_folder_unreadable_and_mismatched_files(tmp_path):
     ds = PairedFolder(tmp_path)
     with pytest.raises(InputError, match="does not match"):
         ds[0]
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match=r"b\.png"):
         ds[1]
 
 
