@@ -60,15 +60,15 @@ def test_signal_at_start_up_leaves_nothing_or_a_playable_partial(tmp_path, tiny_
     time.sleep(delay)  # loading the model, or at the first frames
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
-    # 0: it finished first; -SIGTERM: the signal came before `restore run` took it over (still
-    # importing), which is fine as long as nothing was written
+    # 0: it finished first; -SIGTERM: the signal came while Python was still importing, before
+    # `restore run` took SIGTERM over, or during interpreter shutdown after it finished
     assert proc.returncode in (EXIT_INTERRUPTED, 0, -signal.SIGTERM), stderr
     assert "Traceback" not in stderr
     left = sorted(p.name for p in tmp_path.glob("*out*"))
-    if proc.returncode == -signal.SIGTERM:
-        assert left == []
     assert left in ([], ["out.partial.mp4"], ["out.mp4"]), left
-    if left:
+    if left == ["out.mp4"]:
+        assert kit.readable_frames(tmp_path / "out.mp4") == 100
+    elif left:
         assert kit.readable_frames(tmp_path / left[0]) >= 1
 
 
