@@ -9,15 +9,14 @@ I/O helpers in runtime/streams.py do it). The output has the input's dtype and c
 model's scale.
 """
 from .artifact import resolve_model
-from .backends import choose_backend
+from .backends import open_backend
 from .tiler import Tiler
 
 
 class Restorer:
     def __init__(self, model="default", backend="auto", tile=None, overlap=None, batch=None, device=None, precision=None):
         self.source = resolve_model(model)
-        self.backend, self.backend_choice = choose_backend(backend, self.source, device=device, precision=precision)
-        self.backend.activate()
+        self.backend, self.backend_choice = open_backend(backend, self.source, device=device, precision=precision)
         advice = self.source.tiling
         mean, std = self.source.normalisation
         self.tiler = Tiler(

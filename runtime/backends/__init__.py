@@ -9,7 +9,7 @@ On CPU ONNX Runtime is ahead of eager torch for these convolutional nets, hence 
 import importlib
 import logging
 
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, RestoreError
 
 log = logging.getLogger("restore.runtime")
 
@@ -45,11 +45,40 @@ def choose_backend(name, model, device=None, precision=None):
     """Instantiate (not activate) the named backend, or the fastest available for ``auto``.
 
     Returns (backend, why) where ``why`` says how ``auto`` decided (empty for a named backend)."""
+    candidates, skipped = _candidates(name, model, device)
+    picked_name, cls = candidates[0]
+    why = _why(picked_name, skipped) if name == "auto" else ""
+    if why:
+        log.info(why)
+    return cls(model, device=device, precision=precision), why
+
+
+def open_backend(name, model, device=None, precision=None):
+    """Like ``choose_backend`` but activated. With ``auto``, a backend that is installed but fails
+    to start (e.g. a TensorRT engine built for another GPU) is skipped for the next fastest."""
+    candidates, skipped = _candidates(name, model, device)
+    for i, (candidate, cls) in enumerate(candidates):
+        backend = cls(model, device=device, precision=precision)
+        try:
+            backend.activate()
+        except RestoreError as e:
+            if name != "auto" or i == len(candidates) - 1:
+                raise
+            skipped.append(f"{candidate}: {e}")
+            continue
+        why = _why(candidate, skipped) if name == "auto" else ""
+        if why:
+            log.info(why)
+        return backend, why
+
+
+def _candidates(name, model, device):
+    """[(name, class)] to try in order, and the reasons the others were skipped."""
     if name != "auto":
         cls, reason = _probe(name, model, device)
         if cls is None:
             raise BackendError(name, f"cannot run {model.name}: {reason}", "pick another --backend or use auto")
-        return cls(model, device=device, precision=precision), ""
+        return [(name, cls)], []
     usable, skipped = [], []
     for candidate in SPEED_ORDER:
         cls, reason = _probe(candidate, model, device)
@@ -60,7 +89,8 @@ def choose_backend(name, model, device=None, precision=None):
     if not usable:
         raise BackendError(model.name, "no backend can run this model here: " + "; ".join(skipped), "install onnxruntime, or torch for checkpoints")
     gpu = [(n, c) for n, c in usable if c.uses_gpu(model, device)]
-    picked_name, cls = (gpu or usable)[0]
-    why = f"auto picked {picked_name}" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
-    log.info(why)
-    return cls(model, device=device, precision=precision), why
+    return gpu + [u for u in usable if u not in gpu], skipped
+
+
+def _why(picked_name, skipped):
+    return f"auto picked {picked_name}" + (f" (skipped {'; '.join(skipped)})" if skipped else "")

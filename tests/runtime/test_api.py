@@ -135,3 +135,30 @@ def test_onnxruntime_cuda_with_io_binding_matches_cpu(artifact):
         assert "CUDAExecutionProvider" in gpu.description
         out = gpu.restore(image)
     assert np.abs(out.astype(int) - reference).max() <= 1
+
+
+def test_auto_falls_back_when_the_fastest_backend_fails_to_start(artifact, monkeypatch):
+    """An installed backend that cannot start (a TensorRT engine built for another GPU, say) is
+    skipped by auto with its reason; a backend asked for by name still fails with that error."""
+    from restore.runtime import backends
+    from restore.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    class EngineForAnotherGpu(OnnxRuntimeBackend):
+        name = "tensorrt"
+
+        @classmethod
+        def unavailable_reason(cls, model, device):
+            return None
+
+        def activate(self):
+            raise ModelError("model.engine", "engine was built for another GPU")
+
+    real = backends.backend_class
+    monkeypatch.setattr(backends, "backend_class", lambda n: EngineForAnotherGpu if n == "tensorrt" else real(n))
+    image = (np.random.default_rng(2).random((40, 50, 3)) * 255).astype(np.uint8)
+    with Restorer(artifact, backend="auto") as r:
+        assert r.backend.name == "onnxruntime"
+        assert "tensorrt: model.engine: engine was built for another GPU" in r.backend_choice
+        assert r.restore(image).shape == image.shape
+    with pytest.raises(ModelError, match="another GPU"):
+        Restorer(artifact, backend="tensorrt")
