@@ -78,3 +78,18 @@ def write_conv_artifact(directory, channels=3, layers=2, scale=1, tile=64, overl
     }
     (directory / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return directory
+
+
+def decodable_frames(path):
+    """How many frames OpenCV decodes from a video, reading to the end (the container's frame
+    count can lie about a cut-off file)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = 0
+        while capture.read()[0]:
+            count += 1
+        return count
+    finally:
+        capture.release()

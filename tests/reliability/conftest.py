@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from restore.runtime.testing import write_conv_artifact
+from restore.runtime.testing import decodable_frames, write_conv_artifact
 
 ENTRY_POINTS = {
     "restore": "from restore.runtime.cli import main; main()",
@@ -115,15 +115,6 @@ def write_video(path, frames=12, size=(64, 48), fps=10, fourcc="MJPG"):
         writer.write(noise((size[1], size[0], 3), seed=i))
     writer.release()
     return path
-
-
-def readable_frames(path):
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 @pytest.fixture(scope="session")

@@ -196,7 +196,7 @@ def test_video_with_corrupt_last_frames_keeps_a_playable_partial(tmp_path, tiny_
     assert not out.exists()
     partial = tmp_path / "out.partial.avi"
     assert f"as {partial}" in line
-    assert 1 <= kit.readable_frames(partial) < 20
+    assert 1 <= kit.decodable_frames(partial) < 20
 
 
 @pytest.mark.parametrize("kind", ["empty", "truncated", "not a video"])

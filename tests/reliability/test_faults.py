@@ -46,7 +46,7 @@ def test_signal_mid_video_leaves_a_playable_partial_or_nothing(tmp_path, tiny_mo
     # Frames had been written, so the run keeps them as NAME.partial.EXT, and that file must play.
     partial = out.with_name(f"{out.stem}.partial{suffix}")
     assert partial.exists(), stderr
-    frames = kit.readable_frames(partial)
+    frames = kit.decodable_frames(partial)
     assert 1 <= frames < 300
     assert f"kept the {frames} frames restored so far as {partial}" in stderr
     assert stderr.strip().splitlines()[-1] == "restore: interrupted"
@@ -67,9 +67,9 @@ def test_signal_at_start_up_leaves_nothing_or_a_playable_partial(tmp_path, tiny_
     left = sorted(p.name for p in tmp_path.glob("*out*"))
     assert left in ([], ["out.partial.mp4"], ["out.mp4"]), left
     if left == ["out.mp4"]:
-        assert kit.readable_frames(tmp_path / "out.mp4") == 100
+        assert kit.decodable_frames(tmp_path / "out.mp4") == 100
     elif left:
-        assert kit.readable_frames(tmp_path / left[0]) >= 1
+        assert kit.decodable_frames(tmp_path / left[0]) >= 1
 
 
 def test_folder_run_continues_past_bad_files_and_resume_skips_finished(tmp_path, tiny_model, kit):
@@ -86,7 +86,7 @@ def test_folder_run_continues_past_bad_files_and_resume_skips_finished(tmp_path,
     assert "--resume" in line
     done = sorted(p.name for p in out.iterdir())
     assert done == ["clip.avi", "img0.png", "img1.png", "img2.png", "img3.png"]
-    assert kit.readable_frames(out / "clip.avi") == 8
+    assert kit.decodable_frames(out / "clip.avi") == 8
 
     # A finished output is not touched again; a missing one is redone.
     (out / "img2.png").unlink()
@@ -148,4 +148,4 @@ def test_resume_after_an_interrupted_video_finishes_it_and_drops_the_partial(tmp
     assert again.code == 0, again.stderr
     assert "0 outputs exist already, 1 to do" in again.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["clip.avi"]
-    assert kit.readable_frames(out) == 200
+    assert kit.decodable_frames(out) == 200

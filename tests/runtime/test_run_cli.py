@@ -11,7 +11,7 @@ import pytest
 
 from restore.runtime.cli import main
 from restore.runtime.errors import EXIT_INTERRUPTED
-from restore.runtime.testing import write_conv_artifact
+from restore.runtime.testing import decodable_frames, write_conv_artifact
 
 RNG = np.random.default_rng(0)
 
@@ -42,14 +42,6 @@ def write_video(path, frames=6, size=(48, 32), fps=10):
     return path
 
 
-def frame_count(path):
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
-
-
 def test_folder_with_one_bad_file_finishes_the_rest_and_exits_8(tmp_path, model, monkeypatch, capsys):
     src = tmp_path / "in"
     src.mkdir()
@@ -64,7 +56,7 @@ def test_folder_with_one_bad_file_finishes_the_rest_and_exits_8(tmp_path, model,
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.tif", "v.mp4"]
     assert cv2.imread(str(out / "a.png")).shape == (40, 50, 3)
     assert cv2.imread(str(out / "c.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
-    assert frame_count(out / "v.mp4") == 6
+    assert decodable_frames(out / "v.mp4") == 6
 
 
 def test_single_image_to_file_at_x4(tmp_path, model_x4, monkeypatch):
@@ -79,7 +71,7 @@ def test_folder_of_frames_to_video_and_video_to_frames(tmp_path, model, monkeypa
     for i in range(3):
         cv2.imwrite(str(frames / f"{i}.png"), np.full((32, 48, 3), 60 * i, np.uint8))
     assert restore(monkeypatch, "run", frames, "-o", tmp_path / "v.avi", "--fps", 8, "--model", model, "-q") == 0
-    assert frame_count(tmp_path / "v.avi") == 3
+    assert decodable_frames(tmp_path / "v.avi") == 3
     assert restore(monkeypatch, "run", tmp_path / "v.avi", "-o", tmp_path / "back", "--frames", "--model", model, "-q") == 0
     assert len(list((tmp_path / "back" / "v").glob("*.png"))) == 3
 
@@ -145,4 +137,4 @@ def test_sigterm_keeps_a_playable_partial_video(tmp_path, model):
         pytest.skip("the video finished before the signal arrived")
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert not (tmp_path / "out.mp4").exists() and not hidden.exists()
-    assert 0 < frame_count(tmp_path / "out.partial.mp4") < 400
+    assert 0 < decodable_frames(tmp_path / "out.partial.mp4") < 400

@@ -6,7 +6,7 @@ import pytest
 from restore.runtime import Restorer
 from restore.runtime import streams
 from restore.runtime.errors import InputError, OutputError
-from restore.runtime.testing import write_conv_artifact
+from restore.runtime.testing import decodable_frames, write_conv_artifact
 
 FPS, W, H, N = 15.0, 64, 48, 12
 
@@ -35,12 +35,9 @@ def make_video(path, frames=N, fps=FPS, size=(W, H)):
 
 def probe(path):
     cap = cv2.VideoCapture(str(path))
-    frames = 0
-    while cap.read()[0]:
-        frames += 1
-    info = frames, cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    info = cap.get(cv2.CAP_PROP_FPS), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     cap.release()
-    return info
+    return (decodable_frames(path), *info)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
