@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .pixels import unit_float
+
 # Sharpness (log10 HF/LF power ratio in the worst direction) at or below which an image is
 # blurred (spectrum averaged over up to 64 windows of 128 px) ...
 SHARP_THRESHOLD = -2.7
@@ -194,13 +196,7 @@ def _box_passes(bmap, y, x, h, w):
 
 def to_gray(image):
     """Float32 luma in [0, 1] from HxW / HxWxC (C 1-4, RGB order) uint8, uint16 or float images."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255.0
-    elif image.dtype == np.uint16:
-        image = image.astype(np.float32) / 65535.0
-    else:
-        image = image.astype(np.float32)
+    image = unit_float(image)
     if image.ndim == 3:
         image = image[..., 0] if image.shape[2] < 3 else image[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
     if image.ndim != 2:

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from .errors import ConfigError, InputError, PartialFailure, RestoreError
+from .pixels import unit_float
 
 BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
 SAMPLES_DIR = Path(__file__).parent / "samples"
@@ -216,8 +217,7 @@ def _as_unit(image):
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] in (2, 4):
         image = image[..., :-1]
-    scale = {np.uint8: 255.0, np.uint16: 65535.0}.get(image.dtype.type, 1.0)
-    return image.astype(np.float64) / scale
+    return unit_float(image, np.float64)
 
 
 def _psnr(image, reference):

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, InputError, ModelError
+from .pixels import FULL_SCALE
 
-_MAX_VALUE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 
@@ -167,7 +167,7 @@ class Tiler:
         shape, dtype = tuple(image.shape), np.dtype(image.dtype)
         if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
             raise InputError(f"image {shape}", "expected an H x W or H x W x C array with 1 to 4 channels")
-        if dtype not in _MAX_VALUE and dtype not in [np.dtype(t) for t in FLOAT_DTYPES]:
+        if dtype not in FULL_SCALE and dtype not in [np.dtype(t) for t in FLOAT_DTYPES]:
             raise InputError(f"image dtype {dtype}", "expected uint8, uint16 or float pixels")
         h, w = shape[:2]
         if h < 1 or w < 1:
@@ -246,7 +246,7 @@ class _Job:
         self.pad_y, self.pad_x = pads
         self.rows_idx, self.cols_idx = rows_idx, cols_idx
         self.w2, self.wy, self.wx = w2, wy, wx
-        self.max_value = _MAX_VALUE.get(dtype, 1.0)
+        self.max_value = FULL_SCALE.get(dtype, 1.0)
         self.acc = np.zeros((color, 0, wx.shape[0]), np.float32)
         self.acc_y0 = 0  # output row (padded coordinates) of acc[:, 0]
 

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from restore.runtime.errors import ConfigError, InputError
 from restore.runtime.image_header import check_image_file
+from restore.runtime.pixels import unit_float
 
 from .degradations import build_degradation
 
@@ -242,12 +243,7 @@ def _load_images(images, gray):
 
 
 def _to_float_rgb(image):
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255.0
-    elif image.dtype == np.uint16:
-        image = image.astype(np.float32) / 65535.0
-    else:
-        image = image.astype(np.float32)
+    image = unit_float(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     elif image.shape[2] == 1:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from restore.runtime.errors import ConfigError
+from restore.runtime.pixels import unit_float
 
 # Samples per pixel of path length when a line or trajectory is splatted onto the kernel grid.
 _SPLAT_DENSITY = 8
@@ -387,12 +388,7 @@ def _odd(n):
 
 
 def _as_float(img):
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0
-    return img.astype(np.float32, copy=False)
+    return unit_float(img, copy=False)
 
 
 def _clip(img):
