@@ -160,7 +160,8 @@ class Trainer:
                 self.adv_loss.logits = not probabilities
         self.ema = EMA(self.G, float(tcfg["ema"])) if tcfg["ema"] else None
         betas = tuple(tcfg["betas"])
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=tcfg["lr"], betas=betas, weight_decay=tcfg["weight_decay"])
+        # AdamW: decoupled weight decay, the kind that bounds weights under Adam's scaled steps
+        self.opt_g = torch.optim.AdamW(self.G.parameters(), lr=tcfg["lr"], betas=betas, weight_decay=tcfg["weight_decay"])
         self.opt_d = None
         if self.D is not None:
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=sched["d_lr"] or tcfg["lr"], betas=betas)

@@ -161,3 +161,16 @@ def test_fourier_unet_large_preset():
     large = build_model(FOURIER_UNET_LARGE)
     assert large.arch == "fourier-unet" and large.size_multiple == 8
     assert count_parameters(large) == 12_793_923 > count_parameters(build_model("fourier-unet"))
+
+
+def test_fourier_unet_without_batchnorm():
+    model = build_model("fourier-unet", widths=(8, 16, 32), blocks=1, fourier=1, norm="none")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert all(m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.rand(2, 3, 16, 16)
+    model(x).square().mean().backward()
+    # same function in train and eval mode: nothing depends on batch statistics
+    with torch.no_grad():
+        assert torch.equal(model.train()(x[:1]), model.eval()(x[:1]))
+    with pytest.raises(ConfigError, match="normalisation 'layer'"):
+        build_model("fourier-unet", norm="layer")

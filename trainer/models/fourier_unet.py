@@ -1,12 +1,14 @@
 """``fourier-unet``: the flagship deblurring generator.
 
-A U-Net (Conv-BN-ReLU blocks, stride-2 downsampling, transposed-conv upsampling, skip
+A U-Net (Conv-BN-ReLU blocks, or Conv-ReLU with ``norm="none"``, stride-2 downsampling, transposed-conv upsampling, skip
 concatenation) with a Fourier bottleneck at its deepest level, and a residual output:
 sharp = blurred + G(blurred). Blur is a product in the frequency domain, so the bottleneck's
 per-channel spectral response gives every output pixel a global receptive field at little cost.
 """
 import torch
 from torch import nn
+
+from restore.runtime.errors import ConfigError
 
 from .fourier import FourierBottleneck
 from .registry import register
@@ -15,16 +17,21 @@ from .registry import register
 FOURIER_UNET_LARGE = {"type": "fourier-unet", "widths": (64, 128, 256, 512), "blocks": 3}
 
 
-def conv_bn_relu(cin, cout, stride=1):
+def conv_bn_relu(cin, cout, stride=1, norm="batch"):
+    """3x3 conv, BatchNorm (``norm="batch"``) or none (``norm="none"``: the conv keeps its bias), ReLU."""
+    if norm not in ("batch", "none"):
+        raise ConfigError("norm", f"unknown normalisation {norm!r}", "use 'batch' or 'none'")
+    if norm == "none":
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.ReLU(inplace=True))
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
     )
 
 
 class Level(nn.Module):
-    def __init__(self, cin, cout, blocks):
+    def __init__(self, cin, cout, blocks, norm="batch"):
         super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(cin, cout), *[conv_bn_relu(cout, cout) for _ in range(blocks - 1)])
+        self.body = nn.Sequential(conv_bn_relu(cin, cout, norm=norm), *[conv_bn_relu(cout, cout, norm=norm) for _ in range(blocks - 1)])
 
     def forward(self, x):
         return self.body(x)
@@ -35,21 +42,23 @@ class FourierUNet(nn.Module):
     """Default: about 2.3 M parameters. The large preset is ``FOURIER_UNET_LARGE``.
 
     widths: channels per level (the last is the bottleneck level); blocks: convs per level;
-    fourier: Fourier bottleneck blocks at the bottleneck; grid: spectral control-grid size."""
+    fourier: Fourier bottleneck blocks at the bottleneck; grid: spectral control-grid size;
+    norm: "batch" or "none". Without BatchNorm nothing makes a layer's scale free, so weight decay
+    keeps activations in fp16's range (with BatchNorm and plain Adam they drifted to 1e4-1e5)."""
 
-    def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral"):
+    def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral", norm="batch"):
         super().__init__()
         widths = list(widths)
         self.in_channels = self.out_channels = in_channels
         self.scale = 1
         self.size_multiple = 2 ** (len(widths) - 1)
         self.fixed_size = None
-        self.stem = Level(in_channels, widths[0], blocks)
-        self.down = nn.ModuleList(conv_bn_relu(a, b, stride=2) for a, b in zip(widths, widths[1:]))
-        self.enc = nn.ModuleList(Level(b, b, blocks - 1 or 1) for b in widths[1:])
+        self.stem = Level(in_channels, widths[0], blocks, norm)
+        self.down = nn.ModuleList(conv_bn_relu(a, b, 2, norm) for a, b in zip(widths, widths[1:]))
+        self.enc = nn.ModuleList(Level(b, b, blocks - 1 or 1, norm) for b in widths[1:])
         self.bottleneck = nn.Sequential(*[FourierBottleneck(widths[-1], grid, mode) for _ in range(fourier)])
         self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths, widths[1:]))
-        self.dec = nn.ModuleList(Level(2 * a, a, blocks) for a in widths[:-1])
+        self.dec = nn.ModuleList(Level(2 * a, a, blocks, norm) for a in widths[:-1])
         self.head = nn.Conv2d(widths[0], in_channels, 3, 1, 1)
 
     def forward(self, x):
