@@ -85,11 +85,8 @@ def recommended_overlap(model, tile):
     return max(multiple, (tile // 8) // multiple * multiple) if tile > multiple else 0
 
 
-@contextlib.contextmanager
-def staging_dir(outdir):
-    """A fresh temporary directory beside ``outdir``, moved onto ``outdir`` on success, removed on
-    failure (Ctrl-C included)."""
-    outdir = Path(outdir)
+def _make_stage(outdir):
+    """A new hidden directory beside ``outdir``; OutputError when ``outdir`` cannot be written."""
     if outdir.exists() and (not outdir.is_dir() or (any(outdir.iterdir()) and not (outdir / "metadata.json").is_file())):
         raise OutputError(outdir, "exists and is not an export directory", "give a new or empty directory")
     try:
@@ -98,6 +95,20 @@ def staging_dir(outdir):
         os.chmod(stage, new_file_mode(directory=True))  # mkdtemp makes 0700
     except OSError as e:
         raise OutputError(outdir, f"cannot write here: {e.strerror}", "choose a writable output path") from None
+    return stage
+
+
+def check_outdir(outdir):
+    """Fail in a second, not after the export, when ``outdir`` cannot be written."""
+    _make_stage(Path(outdir)).rmdir()
+
+
+@contextlib.contextmanager
+def staging_dir(outdir):
+    """A fresh temporary directory beside ``outdir``, moved onto ``outdir`` on success, removed on
+    failure (Ctrl-C included)."""
+    outdir = Path(outdir)
+    stage = _make_stage(outdir)
     try:
         yield stage
         old = None
@@ -128,6 +139,7 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
     checkpoint = Path(checkpoint)
     ckpt, model = load_generator(checkpoint)
     tile = check_tile(model, options.tile)
+    check_outdir(outdir)
     low, high = options.batch
     batch = {"min": low, "opt": max(low, min(high, 4)), "max": high}
     plugin_count = probe_plane_shapes(model, tile, model.in_channels)

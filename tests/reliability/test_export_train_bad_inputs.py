@@ -57,12 +57,12 @@ def test_export_tile_the_model_cannot_take(tmp_path, kit, small_checkpoint):
     assert not out.exists()
 
 
-@pytest.mark.slow  # exports the whole model before the write fails
 def test_export_into_an_unwritable_place(tmp_path, kit, small_checkpoint):
     blocker = tmp_path / "a file"
     blocker.write_bytes(b"")
-    result = kit.run_cli("restore-export", small_checkpoint, "-o", blocker / "artifact", "--target", "onnx", "--no-validate")
+    result = kit.run_cli("restore-export", small_checkpoint, "-o", blocker / "artifact", "--target", "onnx")
     kit.assert_user_error(result, "restore-export", 5, blocker)
+    assert "traced" not in result.stdout + result.stderr, "it should fail before exporting anything"
 
 
 def test_export_on_a_full_disk_leaves_no_complete_looking_artifact(tmp_path, kit, small_checkpoint):
