@@ -46,6 +46,7 @@ DEFAULTS = {
         "ema": 0.0,
         "amp": True,  # only takes effect on CUDA
         "threads": 0,  # torch CPU threads; 0 = torch's default
+        "channels_last": False,  # NHWC memory format for the generator and its batches
         "log_every": 10,
         "ckpt_every": 200,
         "sample_every": 0,  # 0 = with every validation

@@ -46,11 +46,12 @@ def fourier_bottleneck_fft(x, weight=None, mode="spectral"):
     """The torch.fft implementation: differentiable, any device, fp32 inside, x's dtype out."""
     _check_mode(mode)
     xf = x.float()
-    if mode == "gir":
-        return torch.fft.ifft2(torch.fft.fft2(xf)).abs().to(x.dtype)
-    h, w = x.shape[-2:]
-    g = sample_response(weight, h, w)
-    return torch.fft.irfft2(torch.fft.rfft2(xf) * g, s=(h, w)).to(x.dtype)
+    with torch.autocast(x.device.type, enabled=False):  # AMP would make the response's einsums fp16/bf16
+        if mode == "gir":
+            return torch.fft.ifft2(torch.fft.fft2(xf)).abs().to(x.dtype)
+        h, w = x.shape[-2:]
+        g = sample_response(weight, h, w)
+        return torch.fft.irfft2(torch.fft.rfft2(xf) * g, s=(h, w)).to(x.dtype)
 
 
 def _needs_grad(x, weight):

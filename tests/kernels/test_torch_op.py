@@ -67,3 +67,16 @@ def test_fused_kernel_on_cuda_matches_reference(fb_library, dtype, tolerance, sh
     err = np.abs(y.double().cpu().numpy() - ref).max() / np.abs(ref).max()
     assert y.dtype == dtype and err <= tolerance
     assert library.is_built()
+
+
+def test_autocast_keeps_the_transform_in_fp32():
+    """Under AMP (bf16 on CPU here, fp16 on CUDA) the op still computes in fp32: the response's
+    einsums would otherwise be autocast and fail (bf16 has no complex type) or lose precision."""
+    x, weight = inputs((1, 4, 16, 16))
+    weight.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = torch_op.fourier_bottleneck_fft(x, weight)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, torch_op.fourier_bottleneck_fft(x, weight), rtol=0, atol=0)
+    y.sum().backward()
+    assert weight.grad is not None

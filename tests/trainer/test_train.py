@@ -119,6 +119,17 @@ def test_resume_continues_the_same_run(tmp_path):
         train(tiny_run_config(), tmp_path / "empty", resume=True, progress=False)
 
 
+def test_channels_last_trains_the_same_weights(tmp_path):
+    runs = {}
+    for flag in (False, True):
+        cfg = tiny_run_config(**{"val.every": 0, "train.channels_last": flag})
+        train(cfg, tmp_path / str(flag), progress=False)
+        runs[flag] = load_checkpoint(tmp_path / str(flag) / "checkpoints" / "latest.pt")["state_dict"]
+    for key, value in runs[False].items():
+        assert runs[True][key].is_contiguous()  # checkpoints stay in the default layout
+        assert torch.allclose(value.float(), runs[True][key].float(), atol=1e-5), key
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path):
     """Two gloo ranks x 2 samples == one process x 4 samples: same data (items are chosen by
