@@ -22,7 +22,7 @@ OVERRIDES=(
   train.ckpt_every=1000
   train.log_every=50
   val.every=2000
-  val.crop=512
+  val.data.patch=512
   schedule.warmup=1000
 )
 RESUME=()
