@@ -5,8 +5,9 @@
 takes the run's final (EMA) weights as model.safetensors, exports them with the checks of
 ``restore-export --fp16`` and keeps model.onnx, model.fp16.onnx and metadata.json beside them, so
 ``restore run`` and ``restore demo`` run the model on ONNX Runtime without torch. It also writes
-the model card's real-blur figure: clock_motion.png (before | after) and sharpness.json. The
-holdout figures are ``restore eval``'s (see MODEL_CARD.md).
+the model card's figures: clock_motion.png (real blur, before | after), sharpness.json and the
+run's loss and PSNR curves (training_curves.png). The holdout figures are ``restore eval``'s
+(see MODEL_CARD.md).
 
 Everything is made in a temporary folder first; the files then replace the shipped ones one
 rename each, so a failed export leaves the shipped model as it was.
@@ -27,14 +28,15 @@ from .datasets import real_blur_photo
 from .sharpness import before_after
 
 WEIGHTS = "model.safetensors"
-FILES = (WEIGHTS, "model.onnx", "model.fp16.onnx", "metadata.json", "clock_motion.png", "sharpness.json")
+FILES = (WEIGHTS, "model.onnx", "model.fp16.onnx", "metadata.json", "clock_motion.png", "sharpness.json", "training_curves.png")
 
 
 def ship(run_dir, dest=DEFAULT_MODEL_DIR, log=print):
     """Export ``run_dir``'s final weights into ``dest``; returns the export's metadata."""
     from restore.export.exporter import ExportOptions, export_checkpoint
 
-    final = Path(run_dir) / "checkpoints" / "final.safetensors"
+    run_dir = Path(run_dir)
+    final = run_dir / "checkpoints" / "final.safetensors"
     if not final.is_file():
         raise InputError(final, "no final weights in this run", "let the run finish (Ctrl-C also saves them)")
     dest = Path(dest)
@@ -42,6 +44,7 @@ def ship(run_dir, dest=DEFAULT_MODEL_DIR, log=print):
     with tempfile.TemporaryDirectory(dir=dest, prefix=".ship.") as tmp:
         stage = Path(tmp)
         shutil.copyfile(final, stage / WEIGHTS)
+        shutil.copyfile(run_dir / "curves.png", stage / "training_curves.png")
         metadata = export_checkpoint(stage / WEIGHTS, stage / "export", ExportOptions(fp16=True, target="onnx"), log=log)
         for name in ("model.onnx", "model.fp16.onnx", "metadata.json"):
             os.replace(stage / "export" / name, stage / name)
