@@ -1,7 +1,8 @@
 """``fourier-unet``: the flagship deblurring generator.
 
-A U-Net (Conv-BN-ReLU blocks, or Conv-ReLU with ``norm="none"``, stride-2 downsampling, transposed-conv upsampling, skip
-concatenation) with a Fourier bottleneck at its deepest level, and a residual output:
+A U-Net (Conv-BN-ReLU blocks, or Conv-ReLU with ``norm="none"``; stride-2 downsampling,
+transposed-conv upsampling, skip concatenation) with a Fourier bottleneck at its deepest level,
+and a residual output:
 sharp = blurred + G(blurred). Blur is a product in the frequency domain, so the bottleneck's
 per-channel spectral response gives every output pixel a global receptive field at little cost.
 """
@@ -31,7 +32,8 @@ def conv_bn_relu(cin, cout, stride=1, norm="batch"):
 class Level(nn.Module):
     def __init__(self, cin, cout, blocks, norm="batch"):
         super().__init__()
-        self.body = nn.Sequential(conv_bn_relu(cin, cout, norm=norm), *[conv_bn_relu(cout, cout, norm=norm) for _ in range(blocks - 1)])
+        self.body = nn.Sequential(conv_bn_relu(cin, cout, norm=norm),
+                                  *[conv_bn_relu(cout, cout, norm=norm) for _ in range(blocks - 1)])
 
     def forward(self, x):
         return self.body(x)
