@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from restore.runtime import Restorer
-from restore.runtime.artifact import DEFAULT_MODEL_DIR, resolve_model
+from restore.runtime.artifact import resolve_model
 from restore.runtime.backends import choose_backend
 from restore.runtime.errors import BackendError, ConfigError, ModelError
 from restore.runtime.testing import write_conv_artifact
@@ -88,14 +88,6 @@ def test_model_and_backend_errors_are_user_errors(artifact, tmp_path):
     (bad / "metadata.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ModelError):
         Restorer(bad)
-
-
-def test_default_model_resolves_when_shipped():
-    if not DEFAULT_MODEL_DIR.is_dir() or not any(DEFAULT_MODEL_DIR.iterdir()):
-        with pytest.raises(ModelError):
-            resolve_model("default")
-    else:
-        assert resolve_model("default").name == "default"
 
 
 def test_runtime_imports_without_torch():
