@@ -4,6 +4,7 @@
 inference on CUDA tensors through the custom op ``torch.ops.restore.fourier_bottleneck``, whose
 CPU implementation and autograd formula are the torch.fft path.
 """
+import contextlib
 from typing import Optional
 
 import torch
@@ -42,11 +43,19 @@ def _check_mode(mode):
         raise ValueError(f"unknown Fourier bottleneck mode {mode!r}; expected one of {MODES}")
 
 
+def _no_autocast(device_type):
+    """AMP off (it would make the response's einsums fp16/bf16); nothing to do on devices that have
+    no autocast (meta tensors, used for FLOP counting)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 def fourier_bottleneck_fft(x, weight=None, mode="spectral"):
     """The torch.fft implementation: differentiable, any device, fp32 inside, x's dtype out."""
     _check_mode(mode)
     xf = x.float()
-    with torch.autocast(x.device.type, enabled=False):  # AMP would make the response's einsums fp16/bf16
+    with _no_autocast(x.device.type):
         if mode == "gir":
             return torch.fft.ifft2(torch.fft.fft2(xf)).abs().to(x.dtype)
         h, w = x.shape[-2:]
