@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from restore.kernels.fourier_bottleneck.reference import sample_response
+from restore.kernels.fourier_bottleneck.reference import interp_matrices, sample_response
 from restore.trainer.models import SpectralFilter
 
 from .plugin_op import fourier_bottleneck_node
@@ -65,9 +65,13 @@ class MatmulSpectralFilter(nn.Module):
         if self.mode == "spectral":
             for name, m in _dft_matrices(height, width).items():
                 self.register_buffer(name, torch.from_numpy(m).float())
-            g = sample_response(spectral_filter.weight.detach().cpu().numpy(), height, width)
-            self.register_buffer("response_re", torch.from_numpy(g.real).float())
-            self.register_buffer("response_im", torch.from_numpy(g.imag).float())
+            # The response is sampled from the (C, K, K) control grid in the graph (two small
+            # MatMuls), not stored per bin: (C, H, W//2+1) values would be most of the file.
+            weight = spectral_filter.weight.detach().cpu().float()
+            my, mx = interp_matrices(weight.shape[1], weight.shape[2], height, width)
+            self.register_buffer("interp_h", torch.from_numpy(my).float())
+            self.register_buffer("interp_w", torch.from_numpy(mx.T).float().contiguous())
+            self.register_buffer("grid", weight.permute(3, 0, 1, 2).contiguous())  # (2, C, K, K)
 
     def forward(self, x):
         if self.mode == "gir":
@@ -76,7 +80,7 @@ class MatmulSpectralFilter(nn.Module):
             return x.abs()
         xf = x.to(self.forward_w.dtype)
         re, im = _complex_left(self.forward_h, torch.matmul(xf, self.forward_w), self.height, self.bins)
-        g_re, g_im = self.response_re, self.response_im
+        g_re, g_im = torch.matmul(torch.matmul(self.interp_h, self.grid), self.interp_w).unbind(0)
         z = torch.cat([g_re * re - g_im * im, g_re * im + g_im * re], dim=-1)
         re, im = _complex_left(self.inverse_h, z, self.height, self.bins)
         return torch.matmul(torch.cat([re, im], dim=-1), self.inverse_w).to(x.dtype)

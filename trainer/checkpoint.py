@@ -82,6 +82,23 @@ def model_from_checkpoint(ckpt, *, strict=True):
     return model.eval()
 
 
+def init_weights(model, path):
+    """Fine-tuning start: load the weights of checkpoint ``path`` into ``model`` (same
+    architecture). Parameters the model has and the file lacks (blocks added since, e.g.
+    fourier-unet's ``level_fourier``) keep their initialisation; anything else that does not fit is
+    an error. Returns the names of the parameters left as initialised."""
+    ckpt = load_checkpoint(path)
+    if ckpt["arch"] != model.arch:
+        raise ModelError(path, f"holds a {ckpt['arch']!r} model, not {model.arch!r}", "train.init must name weights of the same architecture")
+    own = model.state_dict()
+    misfits = [k for k, v in ckpt["state_dict"].items() if k not in own or own[k].shape != v.shape]
+    if misfits:
+        raise ModelError(path, f"weights do not fit the model ({len(misfits)} tensors, first {misfits[0]!r})",
+                         "train.init must name weights of the same architecture and widths")
+    model.load_state_dict(ckpt["state_dict"], strict=False)
+    return sorted(set(own) - set(ckpt["state_dict"]))
+
+
 def file_sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -47,6 +47,9 @@ DEFAULTS = {
         "amp": True,  # only takes effect on CUDA
         "threads": 0,  # torch CPU threads; 0 = torch's default
         "channels_last": False,  # NHWC memory format for the generator and its batches
+        # fine-tuning: start the generator from these weights (a checkpoint or .safetensors of the
+        # same architecture; parameters the model has and the file lacks keep their initialisation)
+        "init": None,
         "log_every": 10,
         "ckpt_every": 200,
         "sample_every": 0,  # 0 = with every validation

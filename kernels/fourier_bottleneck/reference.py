@@ -35,12 +35,17 @@ def _interp_matrix(coords, k):
     return m
 
 
+def interp_matrices(grid_h, grid_w, height, width):
+    """(H, grid_h) and (W//2+1, grid_w) matrices that sample a control grid onto the bins of an
+    (height, width) plane's rfft2: response = my @ grid @ mx.T per channel."""
+    return (_interp_matrix(sample_coords(height, half=False), grid_h),
+            _interp_matrix(sample_coords(width, half=True), grid_w))
+
+
 def sample_response(weight, height, width):
     """Complex (C, H, W//2+1) response sampled from the (C, K, K, 2) control grid."""
     weight = np.asarray(weight, dtype=np.float64)
-    k = weight.shape[1]
-    my = _interp_matrix(sample_coords(height, half=False), k)  # (H, K)
-    mx = _interp_matrix(sample_coords(width, half=True), weight.shape[2])  # (W//2+1, K)
+    my, mx = interp_matrices(weight.shape[1], weight.shape[2], height, width)
     g = weight[..., 0] + 1j * weight[..., 1]
     return np.einsum("hk,ckl,wl->chw", my, g, mx)
 

@@ -174,3 +174,20 @@ def test_fourier_unet_without_batchnorm():
         assert torch.equal(model.train()(x[:1]), model.eval()(x[:1]))
     with pytest.raises(ConfigError, match="normalisation 'layer'"):
         build_model("fourier-unet", norm="layer")
+
+
+def test_fourier_unet_level_fourier_blocks():
+    from restore.trainer.models import SpectralFilter
+
+    plain = build_model("fourier-unet", widths=(8, 16, 32), blocks=1, fourier=1, norm="none")
+    model = build_model("fourier-unet", widths=(8, 16, 32), blocks=1, fourier=1, norm="none",
+                        level_fourier=1, level_grid=12)
+    shapes = sorted(tuple(m.weight.shape) for m in model.modules() if isinstance(m, SpectralFilter))
+    # one block per level above the bottleneck (grid 12), the bottleneck's own (grid 8)
+    assert shapes == [(8, 12, 12, 2), (16, 12, 12, 2), (32, 8, 8, 2)]
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    model(x).square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # without level blocks the weights are those of the plain model: older checkpoints still load
+    build_model("fourier-unet", widths=(8, 16, 32), blocks=1, fourier=1, norm="none",
+                level_fourier=0).load_state_dict(plain.state_dict())

@@ -12,11 +12,11 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from restore.runtime.errors import ConfigError, InputError
-from restore.trainer.checkpoint import load_checkpoint
+from restore.runtime.errors import ConfigError, InputError, ModelError
+from restore.trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from restore.trainer.config import load_config, parse_value
 from restore.trainer.losses import vgg19_features
-from restore.trainer.train import lr_factor, phase_of, train
+from restore.trainer.train import Trainer, lr_factor, phase_of, train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "trainer" / "configs"
 
@@ -24,6 +24,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "trainer" / "configs"
 COMMON = ["train.steps=2", "data.batch=2", "data.workers=0", "val.every=0", "train.log_every=1", "train.ckpt_every=1"]
 TINY = {
     "fourier-unet-deblur": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
+    "fourier-unet-deblur-finetune": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
+                                     "data.train.patch=32", "train.init=null"],
     "fourier-unet-large": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "gir": ["model.widths=[8,16,32]", "discriminator.widths=[4,8,8,8,8]", "discriminator.dense=4",
             "discriminator.input_size=32", "data.train.patch=32"],
@@ -117,6 +119,25 @@ def test_resume_continues_the_same_run(tmp_path):
     assert events.count("resume") == 1
     with pytest.raises(InputError, match="nothing to resume"):
         train(tiny_run_config(), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_init_starts_from_trained_weights(tmp_path):
+    """Stage 2 of the shipped model: the fine-tune config starts from a stage-1 run's weights,
+    with its added Fourier blocks as the identity, so it starts from stage 1's function exactly."""
+    train(tiny_run_config(**{"val.every": 0}), tmp_path / "stage1", progress=False)
+    weights = tmp_path / "stage1" / "checkpoints" / "final.safetensors"
+    overrides = [*COMMON, *TINY["fourier-unet-deblur-finetune"][:-1], f"train.init={weights}"]
+    cfg = load_config(CONFIGS / "fourier-unet-deblur-finetune.yaml", overrides)
+    G = Trainer(cfg, torch.device("cpu"), 1).G.eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        # (channels_last in the fine-tune config: same weights, other conv kernels, float rounding)
+        assert torch.allclose(G(x), model_from_checkpoint(weights)(x), atol=1e-6)
+    summary = train(cfg, tmp_path / "stage2", progress=False)
+    assert summary["step"] == 2
+    wider = load_config(CONFIGS / "fourier-unet-deblur-finetune.yaml", [*overrides, "model.widths=[8,24]"])
+    with pytest.raises(ModelError, match="do not fit the model"):
+        Trainer(wider, torch.device("cpu"), 1)
 
 
 def test_channels_last_trains_the_same_weights(tmp_path):

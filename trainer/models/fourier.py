@@ -28,11 +28,17 @@ class SpectralFilter(nn.Module):
 
 
 class FourierBottleneck(nn.Module):
-    def __init__(self, channels, grid=8, mode="spectral"):
+    """``zero_init``: the last 1x1 conv starts at zero, so the block starts as the identity (a block
+    added to a trained model leaves its function unchanged until training moves it)."""
+
+    def __init__(self, channels, grid=8, mode="spectral", zero_init=False):
         super().__init__()
         self.proj_in = nn.Conv2d(channels, channels, 1)
         self.spectral = SpectralFilter(channels, grid, mode)
         self.proj_out = nn.Conv2d(channels, channels, 1)
+        if zero_init:
+            nn.init.zeros_(self.proj_out.weight)
+            nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x):
         return x + self.proj_out(torch.relu(self.spectral(self.proj_in(x))))
