@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The shipped model's training on a GPU: same config and data as the CPU run that produced
-# runtime/models/default, with bigger patches and batches and many more steps.
+# The shipped model's training on a GPU: same config and data as the CPU runs that produced
+# runtime/models/default, in one stage with the final layout (the Fourier blocks above the
+# bottleneck from the start), bigger patches and batches, and many more steps.
 # Not run here (the machine that trained the shipped model has no GPU).
 #   usage: trainer/gpu_train.sh [RUN_DIR] [extra dotted overrides...]
 #   several GPUs: NPROC=4 trainer/gpu_train.sh
@@ -10,6 +11,8 @@ RUN_DIR=${1:-runs/fourier-unet-deblur-gpu}
 shift || true
 NPROC=${NPROC:-1}
 OVERRIDES=(
+  model.level_fourier=1
+  model.level_grid=32
   data.train.patch=256
   data.batch=32
   data.workers=8

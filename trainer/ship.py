@@ -6,7 +6,8 @@ takes the run's final (EMA) weights as model.safetensors, exports them with the 
 ``restore-export --fp16`` and keeps model.onnx, model.fp16.onnx and metadata.json beside them, so
 ``restore run`` and ``restore demo`` run the model on ONNX Runtime without torch. It also writes
 the model card's figures: clock_motion.png (real blur, before | after), sharpness.json and the
-run's loss and PSNR curves (training_curves.png). The holdout figures are ``restore eval``'s
+run's loss and PSNR curves (training_curves.png), and keeps the run's resolved config
+(training_config.yaml). The holdout figures are ``restore eval``'s
 (see MODEL_CARD.md).
 
 Everything is made in a temporary folder first; the files then replace the shipped ones one
@@ -28,7 +29,8 @@ from .datasets import real_blur_photo
 from .sharpness import before_after
 
 WEIGHTS = "model.safetensors"
-FILES = (WEIGHTS, "model.onnx", "model.fp16.onnx", "metadata.json", "clock_motion.png", "sharpness.json", "training_curves.png")
+FILES = (WEIGHTS, "model.onnx", "model.fp16.onnx", "metadata.json", "clock_motion.png", "sharpness.json", "training_curves.png",
+         "training_config.yaml")
 
 
 def ship(run_dir, dest=DEFAULT_MODEL_DIR, log=print):
@@ -45,6 +47,7 @@ def ship(run_dir, dest=DEFAULT_MODEL_DIR, log=print):
         stage = Path(tmp)
         shutil.copyfile(final, stage / WEIGHTS)
         shutil.copyfile(run_dir / "curves.png", stage / "training_curves.png")
+        shutil.copyfile(run_dir / "config.yaml", stage / "training_config.yaml")
         metadata = export_checkpoint(stage / WEIGHTS, stage / "export", ExportOptions(fp16=True, target="onnx"), log=log)
         for name in ("model.onnx", "model.fp16.onnx", "metadata.json"):
             os.replace(stage / "export" / name, stage / name)
