@@ -150,8 +150,8 @@ class Trainer:
         # channels_last: about 1.35x faster convolutions on this CPU (and tensor-core friendly on CUDA)
         self.memory_format = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
         self.G = build_model(cfg["model"])
-        if tcfg["init"]:
-            init_weights(self.G, tcfg["init"])
+        # names of the parameters train.init's file lacks (they keep their initialisation)
+        self.init_new = init_weights(self.G, tcfg["init"]) if tcfg["init"] else None
         self.G = self.G.to(device, memory_format=self.memory_format)
         self.D = build_model(cfg["discriminator"]).to(device) if cfg["discriminator"] else None
         self.pixel_loss = build_generator_loss(cfg["loss"]["generator"]).to(device)
@@ -338,8 +338,11 @@ def train(cfg, run_dir, *, resume=False, progress=True):
         start, best, elapsed_before = trainer.load_training_state(ckpt)
     if rank == 0:
         save_config(cfg, run.path / "config.yaml")
-        run.log_event({"event": "resume" if resume else "start", "step": start, "world": world, "device": str(device),
-                       "params": count_parameters(unwrap(trainer.G))})
+        event = {"event": "resume" if resume else "start", "step": start, "world": world, "device": str(device),
+                 "params": count_parameters(unwrap(trainer.G))}
+        if cfg["train"]["init"]:
+            event["init"] = {"weights": str(cfg["train"]["init"]), "new_tensors": len(trainer.init_new)}
+        run.log_event(event)
     validator = None
     if rank == 0 and cfg["val"].get("data") and cfg["val"].get("every"):
         from .validation import Validator

@@ -135,6 +135,8 @@ def test_init_starts_from_trained_weights(tmp_path):
         assert torch.allclose(G(x), model_from_checkpoint(weights)(x), atol=1e-6)
     summary = train(cfg, tmp_path / "stage2", progress=False)
     assert summary["step"] == 2
+    start = json.loads((tmp_path / "stage2" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["init"] == {"weights": str(weights), "new_tensors": 5}  # 1 block: 2 convs x 2 + grid
     wider = load_config(CONFIGS / "fourier-unet-deblur-finetune.yaml", [*overrides, "model.widths=[8,24]"])
     with pytest.raises(ModelError, match="do not fit the model"):
         Trainer(wider, torch.device("cpu"), 1)

@@ -48,11 +48,12 @@ class FourierUNet(nn.Module):
     norm: "batch" or "none"; level_fourier: Fourier blocks (grid ``level_grid``, default ``grid``)
     at the end of every encoder level above the bottleneck too, where they act as large per-channel
     filters at that level's resolution (what undoing a long motion blur needs); they start as the
-    identity, so they can be added to a trained model (``train.init``). Without BatchNorm nothing makes a layer's scale free, so weight decay
-    keeps activations in fp16's range (with BatchNorm and plain Adam they drifted to 1e4-1e5)."""
+    identity, so they can be added to a trained model (``train.init``). Without BatchNorm nothing
+    makes a layer's scale free, so weight decay keeps activations in fp16's range (with BatchNorm
+    and plain Adam they drifted to 1e4-1e5)."""
 
-    def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral", norm="batch",
-                 level_fourier=0, level_grid=None):
+    def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral",
+                 norm="batch", level_fourier=0, level_grid=None):
         super().__init__()
         widths = list(widths)
         self.in_channels = self.out_channels = in_channels
@@ -63,7 +64,8 @@ class FourierUNet(nn.Module):
         self.down = nn.ModuleList(conv_bn_relu(a, b, 2, norm) for a, b in zip(widths, widths[1:]))
         self.enc = nn.ModuleList(Level(b, b, blocks - 1 or 1, norm) for b in widths[1:])
         self.level_fourier = nn.ModuleList(
-            nn.Sequential(*[FourierBottleneck(w, level_grid or grid, mode, zero_init=True) for _ in range(level_fourier)])
+            nn.Sequential(*[FourierBottleneck(w, level_grid or grid, mode, zero_init=True)
+                            for _ in range(level_fourier)])
             for w in widths[:-1])
         self.bottleneck = nn.Sequential(*[FourierBottleneck(widths[-1], grid, mode) for _ in range(fourier)])
         self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths, widths[1:]))
