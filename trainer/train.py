@@ -144,14 +144,15 @@ def build_loader(cfg, rank, world, start):
 
 
 class Trainer:
-    def __init__(self, cfg, device, world=1):
+    def __init__(self, cfg, device, world=1, *, init=True):
         self.cfg, self.device, self.world = cfg, device, world
         tcfg, sched = cfg["train"], cfg["schedule"]
         # channels_last: about 1.35x faster convolutions on this CPU (and tensor-core friendly on CUDA)
         self.memory_format = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
         self.G = build_model(cfg["model"])
-        # names of the parameters train.init's file lacks (they keep their initialisation)
-        self.init_new = init_weights(self.G, tcfg["init"]) if tcfg["init"] else None
+        # names of the parameters train.init's file lacks (they keep their initialisation); a resumed
+        # run skips it, since its checkpoint replaces the weights anyway
+        self.init_new = init_weights(self.G, tcfg["init"]) if init and tcfg["init"] else None
         self.G = self.G.to(device, memory_format=self.memory_format)
         self.D = build_model(cfg["discriminator"]).to(device) if cfg["discriminator"] else None
         self.pixel_loss = build_generator_loss(cfg["loss"]["generator"]).to(device)
@@ -331,7 +332,7 @@ def train(cfg, run_dir, *, resume=False, progress=True):
     if not resume and rank == 0 and latest.is_file():
         raise ConfigError(run.path, "run directory already holds a run", "pass --resume to continue it, or choose another --run-dir")
 
-    trainer = Trainer(cfg, device, world)
+    trainer = Trainer(cfg, device, world, init=not resume)
     start, best, elapsed_before = 0, None, 0.0
     if resume:
         ckpt = load_checkpoint(latest)
@@ -340,7 +341,7 @@ def train(cfg, run_dir, *, resume=False, progress=True):
         save_config(cfg, run.path / "config.yaml")
         event = {"event": "resume" if resume else "start", "step": start, "world": world, "device": str(device),
                  "params": count_parameters(unwrap(trainer.G))}
-        if cfg["train"]["init"]:
+        if trainer.init_new is not None:
             event["init"] = {"weights": str(cfg["train"]["init"]), "new_tensors": len(trainer.init_new)}
         run.log_event(event)
     validator = None
