@@ -157,7 +157,7 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
     fp16_report = None
     if options.fp16:
         peaks = fp16.activation_peaks(model, [torch.from_numpy(x) for x in inputs.values()])
-        kept_fp32 = fp16.fp32_islands(peaks)
+        kept_fp32 = fp16.fp32_islands(peaks, declared=fp16.declared_fp32(model))
         largest = sorted(((k, p) for k, p in peaks.items() if k), key=lambda item: -item[1])[:5]
         fp16_report = {
             "kept_fp32_modules": kept_fp32,

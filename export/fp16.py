@@ -60,12 +60,18 @@ def _spectral_intermediates(spectral_filter, x):
     return torch.cat([torch.view_as_real(spectrum).flatten(), torch.view_as_real(filtered).flatten()])
 
 
-def fp32_islands(peaks, headroom=HEADROOM):
-    """Names of the modules to keep fp32: for each value over the limit, the nearest module
-    (itself or an ancestor) whose output is within it. Raises ConfigError when only the whole
-    model would do (its output cannot be fp16)."""
+def declared_fp32(model):
+    """Names of the modules that say they need fp32 (``keep_fp32 = True``, e.g. a Wiener filter's
+    division, which fp16 cannot resolve however small its values)."""
+    return [name for name, m in model.named_modules() if name and getattr(m, "keep_fp32", False)]
+
+
+def fp32_islands(peaks, headroom=HEADROOM, declared=()):
+    """Names of the modules to keep fp32: the ``declared`` ones and, for each value over the limit,
+    the nearest module (itself or an ancestor) whose output is within it. Raises ConfigError when
+    only the whole model would do (its output cannot be fp16)."""
     limit = FP16_MAX / headroom
-    islands = set()
+    islands = set(declared)
     for key, peak in peaks.items():
         if peak <= limit:
             continue

@@ -32,6 +32,9 @@ DEFAULTS = {
         "generator": [{"type": "l1", "weight": 1.0}],
         # adversarial term ({type: bce|relativistic, weight}); used only with a discriminator
         "adversarial": None,
+        # weight of the blur-kernel estimate's cross-entropy (fourier-unet with deconv: true; the
+        # training data must carry kernels: data.train.kernel_size)
+        "kernel": 0.0,
     },
     "train": {
         "steps": 1000,

@@ -17,7 +17,7 @@ from restore.runtime.errors import ConfigError, InputError
 from restore.runtime.image_header import check_image_file
 from restore.runtime.pixels import unit_float
 
-from .degradations import build_degradation
+from .degradations import build_degradation, centred_kernel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -141,12 +141,15 @@ class SyntheticPairs(Dataset):
     ``images``: a folder path, a list of HxW[xC] arrays, or a list of (name, array) pairs as
     ``builtin_images`` returns. ``degradation``: a config dict for ``build_degradation`` or a
     callable ``(img, rng) -> (img, params)``. The patch is cut with a margin around it before
-    degrading, so blur kernels see real neighbours instead of reflected borders.
+    degrading, so blur kernels see real neighbours instead of reflected borders. ``kernel_size``:
+    each pair also carries its blur kernel centred on a ``kernel_size`` square (a delta when the
+    degradation drew no blur), the target of ``loss.kernel``.
     """
 
     margin = 32
 
-    def __init__(self, images, degradation, patch=128, augment=True, length=1000, seed=0, scale=1, gray=False):
+    def __init__(self, images, degradation, patch=128, augment=True, length=1000, seed=0, scale=1, gray=False,
+                 kernel_size=None):
         self.images = _load_images(images, gray)
         if not self.images:
             raise InputError(images if isinstance(images, (str, os.PathLike)) else "images",
@@ -156,6 +159,9 @@ class SyntheticPairs(Dataset):
         if patch % self.scale:
             raise ConfigError("patch", f"{patch} is not a multiple of scale {self.scale}")
         self.patch, self.augment, self.length, self.seed = int(patch), augment, int(length), seed
+        if kernel_size is not None and (int(kernel_size) < 1 or int(kernel_size) % 2 == 0):
+            raise ConfigError("kernel_size", f"{kernel_size} is not a positive odd number", "e.g. kernel_size: 31")
+        self.kernel_size = kernel_size and int(kernel_size)
         self.epoch = 0
 
     def __len__(self):
@@ -171,14 +177,17 @@ class SyntheticPairs(Dataset):
         window = _random_crop(image, p + 2 * m, rng)
         if self.augment:
             window = _augment(window, bool(rng.integers(2)), int(rng.integers(4)))
-        lq, _ = self.degrade(window, rng)
+        lq, params = self.degrade(window, rng)
         gt = window[m:m + p, m:m + p]
         lm, lp = m // self.scale, p // self.scale
         lq = lq[lm:lm + lp, lm:lm + lp]
         if lq.shape[:2] != (lp, lp):
             raise ConfigError("degradation", f"output {lq.shape[:2]} does not match patch {p} / scale {self.scale}",
                               "set the dataset's scale to the degradation's downscale factor")
-        return {"lq": to_tensor(lq), "gt": to_tensor(np.ascontiguousarray(gt)), "name": f"{name}_{index}"}
+        item = {"lq": to_tensor(lq), "gt": to_tensor(np.ascontiguousarray(gt)), "name": f"{name}_{index}"}
+        if self.kernel_size:
+            item["kernel"] = torch.from_numpy(centred_kernel(params.get("kernel", np.ones((1, 1))), self.kernel_size))
+        return item
 
 
 def build_dataset(cfg):

@@ -97,6 +97,15 @@ def defocus_kernel(radius, size=None):
     return _normalise(coverage)
 
 
+def centred_kernel(kernel, size):
+    """``kernel`` (odd, square) zero-padded or cropped to ``size`` x ``size`` about its centre."""
+    kernel = np.asarray(kernel, np.float32)
+    pad = (size - kernel.shape[0]) // 2
+    if pad < 0:
+        return np.ascontiguousarray(kernel[-pad:pad, -pad:pad])
+    return np.pad(kernel, pad)
+
+
 # ---------------------------------------------------------------------------------------------
 # blurs
 

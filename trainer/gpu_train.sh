@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The shipped model's training on a GPU: same config and data as the CPU runs that produced
 # runtime/models/default, in one stage with the final layout (the Fourier blocks above the
-# bottleneck from the start), bigger patches and batches, and many more steps.
+# bottleneck and the deconvolution front end from the start), bigger patches and batches, and many
+# more steps. (Under AMP the front end's kernel estimate and Wiener filter stay fp32.)
 # Not run here (the machine that trained the shipped model has no GPU).
 #   usage: trainer/gpu_train.sh [RUN_DIR] [extra dotted overrides...]
 #   several GPUs: NPROC=4 trainer/gpu_train.sh
@@ -13,6 +14,9 @@ NPROC=${NPROC:-1}
 OVERRIDES=(
   model.level_fourier=1
   model.level_grid=32
+  model.deconv=true
+  data.train.kernel_size=31
+  loss.kernel=0.02
   data.train.patch=256
   data.batch=32
   data.workers=8

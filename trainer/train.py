@@ -164,6 +164,10 @@ class Trainer:
                 raise ConfigError(cfg["discriminator"].get("type"), "ends in a sigmoid; the relativistic loss needs logits", "use loss.adversarial.type=bce")
             if self.adv_loss.name == "bce":
                 self.adv_loss.logits = not probabilities
+        self.kernel_weight = float(cfg["loss"]["kernel"] or 0)
+        if self.kernel_weight and (getattr(self.G, "deconv", None) is None or not cfg["data"]["train"].get("kernel_size")):
+            raise ConfigError("loss.kernel", "needs a model with a kernel estimator and training pairs with kernels",
+                              "set model.deconv=true and data.train.kernel_size=31, or loss.kernel=0")
         self.ema = EMA(self.G, float(tcfg["ema"])) if tcfg["ema"] else None
         betas = tuple(tcfg["betas"])
         # AdamW: decoupled weight decay, the kind that bounds weights under Adam's scaled steps
@@ -211,8 +215,9 @@ class Trainer:
         """D's verdict on ``image``; a conditional D (DE-GAN) also sees the degraded input."""
         return D(image, lq) if getattr(unwrap(D), "conditional", False) else D(image)
 
-    def optimize(self, lq, gt, step):
-        """One training step; returns a dict of floats for the log."""
+    def optimize(self, lq, gt, step, kernel=None):
+        """One training step; returns a dict of floats for the log. ``kernel``: the pairs' true
+        blur kernels, for ``loss.kernel``."""
         phase = phase_of(step, self.cfg["schedule"])
         logs = {}
         self.G.train()
@@ -221,6 +226,10 @@ class Trainer:
                 out = self.G(lq)
                 loss, parts = self.pixel_loss(out.float(), gt)
                 logs.update(parts)
+                if self.kernel_weight:
+                    kernel_ce = unwrap(self.G).deconv.estimator.loss(kernel)
+                    loss = loss + self.kernel_weight * kernel_ce
+                    logs["kernel_ce"] = float(kernel_ce.detach())
                 if phase == "gan":
                     self.D.requires_grad_(False)
                     # The plain module, not the DDP wrapper: D's weights get no gradient here.
@@ -377,7 +386,7 @@ def train(cfg, run_dir, *, resume=False, progress=True):
             if time_fraction >= 1.0:
                 break
             trainer.set_lr(lr_factor(step, total, cfg["schedule"], time_fraction))
-            logs = trainer.optimize(lq, gt, step)
+            logs = trainer.optimize(lq, gt, step, batch.get("kernel"))
             step += 1
             last_logs = logs
             if rank == 0:

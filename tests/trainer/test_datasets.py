@@ -137,3 +137,15 @@ def test_works_with_a_dataloader():
     loader = torch.utils.data.DataLoader(SyntheticPairs(images, DEGRADATION, patch=32, length=6), batch_size=3)
     batch = next(iter(loader))
     assert batch["lq"].shape == (3, 3, 32, 32) and len(batch["name"]) == 3
+
+
+def test_synthetic_pairs_carry_their_blur_kernel_on_request():
+    images = [np.random.default_rng(0).random((80, 80, 3)).astype(np.float32)]
+    blur = {"blur": {"kinds": ["motion"], "length": [5, 9]}}
+    item = SyntheticPairs(images, blur, patch=32, length=2, kernel_size=31)[0]
+    assert item["kernel"].shape == (31, 31) and abs(float(item["kernel"].sum()) - 1.0) < 1e-5
+    assert "kernel" not in SyntheticPairs(images, blur, patch=32, length=2)[0]
+    delta = SyntheticPairs(images, {"noise": 0.01}, patch=32, length=2, kernel_size=5)[0]["kernel"]
+    assert delta[2, 2] == 1.0 and delta.sum() == 1.0  # no blur drawn: the identity kernel
+    with pytest.raises(ConfigError, match="odd"):
+        SyntheticPairs(images, blur, kernel_size=30)

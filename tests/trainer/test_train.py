@@ -26,6 +26,8 @@ TINY = {
     "fourier-unet-deblur": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "fourier-unet-deblur-finetune": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
                                      "data.train.patch=32", "train.init=null"],
+    "fourier-unet-deblur-deconv": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
+                                   "data.train.patch=64", "train.init=null"],
     "fourier-unet-large": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "gir": ["model.widths=[8,16,32]", "discriminator.widths=[4,8,8,8,8]", "discriminator.dense=4",
             "discriminator.input_size=32", "data.train.patch=32"],
@@ -140,6 +142,27 @@ def test_init_starts_from_trained_weights(tmp_path):
     wider = load_config(CONFIGS / "fourier-unet-deblur-finetune.yaml", [*overrides, "model.widths=[8,24]"])
     with pytest.raises(ModelError, match="do not fit the model"):
         Trainer(wider, torch.device("cpu"), 1)
+
+
+def test_deconv_stage_starts_from_stage_2_and_learns_the_kernels(tmp_path):
+    """Stage 3: the deconvolution front end joins through zero-initialised paths, so the model
+    starts as stage 2's function; its kernel estimate trains on the pairs' true kernels."""
+    overrides = [*COMMON, *TINY["fourier-unet-deblur-finetune"], "data.train.patch=64"]
+    train(load_config(CONFIGS / "fourier-unet-deblur-finetune.yaml", overrides), tmp_path / "stage2", progress=False)
+    weights = tmp_path / "stage2" / "checkpoints" / "final.safetensors"
+    overrides = [*COMMON, *TINY["fourier-unet-deblur-deconv"][:-1], f"train.init={weights}", "train.steps=3"]
+    cfg = load_config(CONFIGS / "fourier-unet-deblur-deconv.yaml", overrides)
+    G = Trainer(cfg, torch.device("cpu"), 1).G.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(G(x), model_from_checkpoint(weights)(x), atol=1e-6)
+    train(cfg, tmp_path / "stage3", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "stage3" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["init"]["new_tensors"] == len([k for k in G.state_dict() if k.startswith("deconv")])
+    assert all(0 < r["kernel_ce"] < 20 for r in rows if "lr" in r)
+    no_deconv = load_config(CONFIGS / "fourier-unet-deblur-deconv.yaml", [*overrides, "model.deconv=false"])
+    with pytest.raises(ConfigError, match="loss.kernel"):
+        Trainer(no_deconv, torch.device("cpu"), 1)
 
 
 def test_channels_last_trains_the_same_weights(tmp_path):

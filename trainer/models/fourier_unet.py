@@ -11,6 +11,7 @@ from torch import nn
 
 from restore.runtime.errors import ConfigError
 
+from .deconv import DeconvFrontEnd
 from .fourier import FourierBottleneck
 from .registry import register
 
@@ -50,10 +51,13 @@ class FourierUNet(nn.Module):
     filters at that level's resolution (what undoing a long motion blur needs); they start as the
     identity, so they can be added to a trained model (``train.init``). Without BatchNorm nothing
     makes a layer's scale free, so weight decay keeps activations in fp16's range (with BatchNorm
-    and plain Adam they drifted to 1e4-1e5)."""
+    and plain Adam they drifted to 1e4-1e5). deconv: a blind deconvolution front end
+    (``deconv.DeconvFrontEnd``: kernel estimate + Wiener filter at two strengths) whose estimates
+    join the stem's features and the output through zero-initialised paths, so it too can be added
+    to a trained model."""
 
     def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral",
-                 norm="batch", level_fourier=0, level_grid=None):
+                 norm="batch", level_fourier=0, level_grid=None, deconv=False):
         super().__init__()
         widths = list(widths)
         self.in_channels = self.out_channels = in_channels
@@ -71,13 +75,27 @@ class FourierUNet(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths, widths[1:]))
         self.dec = nn.ModuleList(Level(2 * a, a, blocks, norm) for a in widths[:-1])
         self.head = nn.Conv2d(widths[0], in_channels, 3, 1, 1)
+        self.deconv = DeconvFrontEnd() if deconv else None
+        if deconv:
+            n = len(self.deconv.log_lams)
+            self.deconv_in = nn.Conv2d(n * in_channels, widths[0], 3, 1, 1)
+            nn.init.zeros_(self.deconv_in.weight)
+            nn.init.zeros_(self.deconv_in.bias)
+            self.deconv_gate = nn.Parameter(torch.zeros(n, 1, 1, 1))  # out += gate_i * (estimate_i - x)
 
     def forward(self, x):
         skips = [self.stem(x)]
+        if self.deconv is not None:
+            estimates = self.deconv(x)
+            skips[0] = skips[0] + self.deconv_in(estimates)
         for down, enc, spectral in zip(self.down, self.enc, self.level_fourier):
             skips[-1] = spectral(skips[-1])
             skips.append(enc(down(skips[-1])))
         y = self.bottleneck(skips.pop())
         for up, dec in zip(reversed(self.up), reversed(self.dec)):
             y = dec(torch.cat([up(y), skips.pop()], dim=1))
-        return x + self.head(y)
+        out = x + self.head(y)
+        if self.deconv is not None:
+            estimates = estimates.view(x.shape[0], -1, *x.shape[1:])  # (B, strengths, C, H, W)
+            out = out + (self.deconv_gate * (estimates - x[:, None])).sum(1)
+        return out
