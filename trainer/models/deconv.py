@@ -41,21 +41,46 @@ def kernel_bank():
 
 @lru_cache(maxsize=16)
 def _mirror_dft(n, half=False):
-    """The DFT of a length-n signal mirrored at its end (length 2n: x, then x reversed), as real
-    matrices (bins, n) for the real and imaginary parts, its inverse cropped back to the first n
-    samples, (n, bins) each, and the bins' frequencies in cycles per pixel. ``half``: the bins of
-    a real signal's half spectrum (0..n, for rfft) instead of all 2n; the inverse counts each bin
-    but DC and Nyquist twice for its mirrored twin."""
+    """The DFT of a length-n signal mirrored at its end (length 2n: x, then x reversed) and its
+    inverse cropped back to the first n samples, as real matrices.
+
+    The mirrored signal's DFT is e^(i pi u / 2n) D[u] with D[u] = 2 sum_t x[t] cos(pi u (2t+1) / 2n)
+    real, so one real matrix ``forward`` (bins, n) gives D; the inverse of e^(i pi u / 2n) P[u],
+    cropped, is ``inv_cos`` @ P - (imaginary part) with ``inv_sin`` (n, bins). ``half``: the bins
+    0..n of a real signal's half spectrum (rfft) instead of all 2n, the inverse counting each
+    bin but DC and Nyquist twice for its mirrored twin. Also returns the bins' frequencies in
+    cycles per pixel."""
     bins = np.arange(n + 1 if half else 2 * n)
-    t = np.arange(n)
-    angle = 2 * np.pi * np.outer(bins, t) / (2 * n)
-    mirrored = 2 * np.pi * np.outer(bins, 2 * n - 1 - t) / (2 * n)
-    fwd_re, fwd_im = np.cos(angle) + np.cos(mirrored), -np.sin(angle) - np.sin(mirrored)
+    angle = np.pi * np.outer(bins, 2 * np.arange(n) + 1) / (2 * n)  # (bins, n)
     weight = np.ones(len(bins)) / (2 * n)
     if half:
         weight[1:-1] *= 2
-    inv_re, inv_im = (np.cos(angle) * weight[:, None]).T, (np.sin(angle) * weight[:, None]).T
-    return [m.astype(np.float32) for m in (fwd_re, fwd_im, inv_re, inv_im, bins / (2.0 * n))]
+    forward, inv_cos, inv_sin = 2 * np.cos(angle), (np.cos(angle) * weight[:, None]).T, (np.sin(angle) * weight[:, None]).T
+    return [m.astype(np.float32) for m in (forward, inv_cos, inv_sin, bins / (2.0 * n))]
+
+
+def kernel_response(kernel, freq_h, freq_w):
+    """Real frequency response of point-symmetric kernels (B, k, k) at the given frequencies."""
+    offsets = torch.arange(kernel.shape[-1], device=kernel.device, dtype=kernel.dtype) - kernel.shape[-1] // 2
+    ah, aw = 2 * math.pi * freq_h[:, None] * offsets, 2 * math.pi * freq_w[:, None] * offsets
+    return torch.cos(ah) @ kernel @ torch.cos(aw).T - torch.sin(ah) @ kernel @ torch.sin(aw).T
+
+
+def wiener(y, kernel, lams):
+    """Deblur ``y`` (B, C, H, W) with point-symmetric ``kernel`` (B, k, k) for each regulariser
+    weight in ``lams`` (L,): returns (B, L*C, H, W), one C-channel estimate per weight.
+
+    The image is mirrored at its borders (as a blur with reflected borders sees it), so the DFT's
+    circular convolution is the blur exactly; the mirroring, the phase it puts on the spectrum and
+    the crop back are folded into the transform matrices (``_mirror_dft``): six real matrix
+    products in all."""
+    fwd_h, cos_h, sin_h, fh = _tensors(_mirror_dft(y.shape[-2]), y)
+    fwd_w, cos_w, sin_w, fw = _tensors(_mirror_dft(y.shape[-1], half=True), y)
+    k = kernel_response(kernel, fh, fw)  # (B, 2H, W+1), real
+    grad = (2 * torch.sin(math.pi * fh))[:, None] ** 2 + (2 * torch.sin(math.pi * fw))[None] ** 2
+    gain = k[:, None] / (k[:, None] ** 2 + lams[None, :, None, None] * grad)  # (B, L, 2H, W+1)
+    spectrum = (fwd_h @ y @ fwd_w.T)[:, None] * gain[:, :, None]  # (B, L, C, 2H, W+1)
+    return (cos_h @ spectrum @ cos_w.T - sin_h @ spectrum @ sin_w.T).flatten(1, 2)
 
 
 @lru_cache(maxsize=1)
@@ -72,34 +97,6 @@ def _tensors(arrays, like):
     """Constant arrays as tensors of ``like``'s device and dtype (made per call, never buffers:
     an fp16 export's fp32 island keeps them exact, and the checkpoint stays small)."""
     return [torch.from_numpy(a).to(like.device, like.dtype) for a in arrays]
-
-
-def kernel_response(kernel, freq_h, freq_w):
-    """Real frequency response of point-symmetric kernels (B, k, k) at the given frequencies."""
-    offsets = torch.arange(kernel.shape[-1], device=kernel.device, dtype=kernel.dtype) - kernel.shape[-1] // 2
-    ah, aw = 2 * math.pi * freq_h[:, None] * offsets, 2 * math.pi * freq_w[:, None] * offsets
-    return torch.cos(ah) @ kernel @ torch.cos(aw).T - torch.sin(ah) @ kernel @ torch.sin(aw).T
-
-
-def wiener(y, kernel, lams):
-    """Deblur ``y`` (B, C, H, W) with point-symmetric ``kernel`` (B, k, k) for each regulariser
-    weight in ``lams`` (L,): returns (B, L*C, H, W), one C-channel estimate per weight.
-
-    The image is mirrored at its borders (as a blur with reflected borders sees it), so the DFT's
-    circular convolution is the blur exactly; the mirroring and the crop back are folded into the
-    DFT matrices, which makes the whole filter matrix products."""
-    h_re, h_im, hi_re, hi_im, fh = _tensors(_mirror_dft(y.shape[-2]), y)
-    w_re, w_im, wi_re, wi_im, fw = _tensors(_mirror_dft(y.shape[-1], half=True), y)
-    k = kernel_response(kernel, fh, fw)  # (B, 2H, W+1), real
-    grad = (2 * torch.sin(math.pi * fh))[:, None] ** 2 + (2 * torch.sin(math.pi * fw))[None] ** 2
-    gain = (k[:, None] / (k[:, None] ** 2 + lams[None, :, None, None] * grad))[:, :, None]  # (B, L, 1, 2H, W+1)
-    a, b = h_re @ y, h_im @ y  # along H: (B, C, 2H, W) each
-    z_re = (a @ w_re.T - b @ w_im.T)[:, None] * gain
-    z_im = (a @ w_im.T + b @ w_re.T)[:, None] * gain
-    # back along W (real part of the half-spectrum inverse), then along H, cropped to H x W
-    r = z_re @ wi_re.T - z_im @ wi_im.T
-    i = z_re @ wi_im.T + z_im @ wi_re.T
-    return (hi_re @ r - hi_im @ i).flatten(1, 2)
 
 
 class KernelEstimator(nn.Module):
