@@ -165,6 +165,30 @@ def test_deconv_stage_starts_from_stage_2_and_learns_the_kernels(tmp_path):
         Trainer(no_deconv, torch.device("cpu"), 1)
 
 
+def test_kernel_estimator_pretrains_alone_inside_the_previous_model(tmp_path):
+    """pretrain_kernel: the estimator trains on its own; the file it writes computes what the
+    previous stage did (the front end's joins are still zero) and is the next stage's init."""
+    from restore.trainer.pretrain_kernel import pretrain
+
+    overrides = [*COMMON, *TINY["fourier-unet-deblur-finetune"], "data.train.patch=64"]
+    train(load_config(CONFIGS / "fourier-unet-deblur-finetune.yaml", overrides), tmp_path / "stage2", progress=False)
+    stage2 = tmp_path / "stage2" / "checkpoints" / "final.safetensors"
+    cfg = load_config(CONFIGS / "fourier-unet-deblur-deconv.yaml", [*COMMON, *TINY["fourier-unet-deblur-deconv"]])
+    summary = pretrain(cfg, stage2, tmp_path / "pre.safetensors", minutes=0.05, batch=4, progress=False)
+    assert summary["steps"] > 0 and 0 < summary["cross_entropy_last_200"] < 20
+    before = Trainer(cfg, torch.device("cpu"), 1).G.state_dict()
+    after = load_checkpoint(tmp_path / "pre.safetensors")["state_dict"]
+    assert not torch.equal(after["deconv.estimator.classify.3.weight"], before["deconv.estimator.classify.3.weight"])
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model_from_checkpoint(tmp_path / "pre.safetensors")(x), model_from_checkpoint(stage2)(x), atol=1e-6)
+    stage3 = load_config(CONFIGS / "fourier-unet-deblur-deconv.yaml",
+                         [*COMMON, *TINY["fourier-unet-deblur-deconv"][:-1], f"train.init={tmp_path / 'pre.safetensors'}"])
+    assert train(stage3, tmp_path / "stage3", progress=False)["step"] == 2
+    with pytest.raises(ConfigError, match="no kernel estimator"):
+        pretrain(load_config(CONFIGS / "fourier-unet-deblur-finetune.yaml", overrides), stage2, tmp_path / "x.pt", minutes=0.01)
+
+
 def test_channels_last_trains_the_same_weights(tmp_path):
     runs = {}
     for flag in (False, True):
