@@ -4,7 +4,7 @@ kernel from the image, then undo it with a regularised Wiener filter; the U-Net 
 - ``KernelEstimator``: the power spectrum of a blurred image's gradients is close to the blur's
   |K|^2 times a flat floor (natural images' gradient spectra are roughly flat), so the kernel is
   read from it: Welch's averaged spectrum (64 x 64 Hann windows, half overlap) of the grey image's
-  x and y differences, as a log image, goes through a small CNN to logits over ``KernelBank`` (a
+  x and y differences, as a log image, goes through a small CNN to logits over ``kernel_bank()`` (a
   fixed set of point-symmetric PSFs: linear motion, Gaussian, defocus); the estimate is the
   softmax-weighted mean of the bank. Trained with the true kernels of the training pairs
   (``loss.kernel``) and, through the filter, by the restoration loss.
@@ -151,10 +151,13 @@ class KernelEstimator(nn.Module):
 
     def loss(self, kernels):
         """Cross-entropy of the last training forward's logits against the bank entry nearest to
-        each true kernel (B, 31, 31)."""
-        bank = _tensors([kernel_bank()], self.logits)[0]
+        each true kernel (B, 31, 31); consumes the logits (the graph is not kept past the step)."""
+        logits, self.logits = self.logits, None
+        if logits is None:
+            raise RuntimeError("KernelEstimator.loss needs a training-mode forward first")
+        bank = _tensors([kernel_bank()], logits)[0]
         target = torch.cdist(kernels.flatten(1).to(bank), bank).argmin(1)
-        return F.cross_entropy(self.logits, target)
+        return F.cross_entropy(logits, target)
 
 
 class DeconvFrontEnd(nn.Module):
