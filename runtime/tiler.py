@@ -54,7 +54,7 @@ def feather(length, overlap):
 
 
 def weight_sum(padded_out, starts_out, tile_out, w):
-    total = np.zeros(padded_out, np.float32)
+    total = np.zeros(padded_out, np.float64)
     for s in starts_out:
         total[s : s + tile_out] += w
     return total
@@ -233,9 +233,9 @@ class Tiler:
 class _Job:
     """State of one ``Tiler.restore`` call: the rolling output accumulator and its flushing.
 
-    Internally planar (C, rows, cols) float32, the model's layout, so tiles are cut and
-    accumulated as contiguous slices; the interleaved (rows, cols, C) layout of the output is
-    produced once per finished strip."""
+    Internally planar (C, rows, cols), the model's layout (tiles float32, their weighted sum
+    float64), so tiles are cut and accumulated as contiguous slices; the interleaved (rows, cols, C)
+    layout of the output is produced once per finished strip."""
 
     def __init__(self, tiler, image, out, dtype, color, channels, skip, on_tiles, tile, size, pads, rows_idx, cols_idx, w2, wy, wx):
         self.t = tiler
@@ -247,7 +247,9 @@ class _Job:
         self.rows_idx, self.cols_idx = rows_idx, cols_idx
         self.w2, self.wy, self.wx = w2, wy, wx
         self.max_value = FULL_SCALE.get(dtype, 1.0)
-        self.acc = np.zeros((color, 0, wx.shape[0]), np.float32)
+        # float64: with heavy overlap a pixel sums thousands of weighted tiles, and float32 rounding
+        # then moved a 16-bit value by one (found by tests/reliability/test_tiler_properties.py)
+        self.acc = np.zeros((color, 0, wx.shape[0]), np.float64)
         self.acc_y0 = 0  # output row (padded coordinates) of acc[:, 0]
 
     def _read_strip(self, y):
@@ -272,7 +274,7 @@ class _Job:
     def run_rows(self, ys, xs, next_y):
         s, t_out = self.t.scale, self.tile * self.t.scale
         bottom = (ys[-1] + self.tile) * s
-        grown = np.zeros((self.color, bottom - self.acc_y0, self.acc.shape[2]), np.float32)
+        grown = np.zeros((self.color, bottom - self.acc_y0, self.acc.shape[2]), np.float64)
         grown[:, : self.acc.shape[1]] = self.acc
         self.acc = grown
         pending = []  # (y, x, number of samples) of tiles sent to the model, in order

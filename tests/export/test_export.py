@@ -152,7 +152,8 @@ def test_engine_built_by_tensorrt_rtx_from_the_portable_graph(exported, tmp_path
     from restore.export.trt_build import build_engine
 
     _, out, metadata = exported("fourier-unet")
-    info = build_engine(out / "model.fp16.onnx", tmp_path / "portable.engine", batch=(1, 2, 3), tile=(32, 32, 32), progress=False)
+    tile = metadata["shapes"]["tile"]
+    info = build_engine(out / "model.fp16.onnx", tmp_path / "portable.engine", batch=(1, 2, 3), tile=(tile,) * 3, progress=False)
     assert info["builder"] == "tensorrt-rtx" and (tmp_path / "portable.engine").stat().st_size == info["bytes"] > 0
 
 

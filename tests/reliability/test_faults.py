@@ -108,7 +108,7 @@ def test_signal_while_streaming_a_big_png_leaves_no_file(tmp_path, tiny_model, k
     """PNG output is streamed strip by strip into a hidden temporary file: an interrupt must
     remove it and leave nothing at the final name."""
     image = tmp_path / "big.png"
-    cv2.imwrite(str(image), kit.noise((1500, 1500, 3)))
+    cv2.imwrite(str(image), kit.noise((3000, 3000, 3)))  # big enough to catch mid-stream
     out = tmp_path / "out" / "big.png"
     proc = start_run(image, "-o", out, "--model", tiny_model, "-q")
     deadline = time.monotonic() + 60
