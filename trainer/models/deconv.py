@@ -39,6 +39,20 @@ def kernel_bank():
     return np.stack([centred_kernel(k, KERNEL_SIZE).ravel() for k in kernels])
 
 
+@lru_cache(maxsize=1)
+def _bank_half():
+    """The bank as the model stores it: every kernel fits the inner 29 x 29 and is point-symmetric,
+    so the first half of that square's pixels (421 of 841) holds all of it: a 2.2x smaller constant
+    in the exported graph. Returns the half (N, 421) and the indices (841,) that rebuild the square."""
+    inner = KERNEL_SIZE - 2
+    square = kernel_bank().reshape(-1, KERNEL_SIZE, KERNEL_SIZE)
+    core = square[:, 1:-1, 1:-1].reshape(len(square), -1)
+    if square.sum((1, 2)).max() - core.sum(1).min() > 1e-6 or np.abs(core - core[:, ::-1]).max() > 1e-6:
+        raise AssertionError("the kernel bank must fit 29 x 29 and be point-symmetric")
+    n = inner * inner // 2 + 1
+    return np.ascontiguousarray(core[:, :n]), np.concatenate([np.arange(n), np.arange(n - 2, -1, -1)])
+
+
 @lru_cache(maxsize=16)
 def _mirror_dft(n, half=False):
     """The DFT of a length-n signal mirrored at its end (length 2n: x, then x reversed) and its
@@ -146,8 +160,10 @@ class KernelEstimator(nn.Module):
         logits = self.classify(self.features(self.spectrum(y)))
         if self.training:
             self.logits = logits
-        bank = _tensors([kernel_bank()], logits)[0]
-        return (logits.softmax(1) @ bank).reshape(-1, KERNEL_SIZE, KERNEL_SIZE)
+        half, mirror = _bank_half()
+        inner = KERNEL_SIZE - 2
+        k = (logits.softmax(1) @ _tensors([half], logits)[0])[:, torch.from_numpy(mirror).to(logits.device)]
+        return F.pad(k.reshape(-1, inner, inner), (1, 1, 1, 1))
 
     def loss(self, kernels):
         """Cross-entropy of the last training forward's logits against the bank entry nearest to
