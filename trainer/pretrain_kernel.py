@@ -10,7 +10,6 @@ the rest of the model, whose front end joins through zero-initialised paths, so 
 exactly what WEIGHTS did, with a trained estimator inside: the ``train.init`` of the next stage.
 """
 import json
-import math
 import time
 from pathlib import Path
 
@@ -26,6 +25,9 @@ from .config import load_config
 from .datasets import build_dataset
 from .models import build_model
 from .models.deconv import KERNEL_SIZE
+from .train import lr_factor
+
+COSINE = {"lr": "cosine", "min_lr_ratio": 0.02}
 
 
 def pretrain(cfg, init, out, *, minutes, batch=16, lr=1e-3, progress=True):
@@ -43,8 +45,8 @@ def pretrain(cfg, init, out, *, minutes, batch=16, lr=1e-3, progress=True):
         fraction = (time.time() - start) / budget
         if fraction >= 1.0:
             break
-        for group in opt.param_groups:  # cosine over the time budget
-            group["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * fraction)))
+        for group in opt.param_groups:  # cosine over the time budget, as restore train's
+            group["lr"] = lr * lr_factor(step, 1, COSINE, fraction)
         estimator(item["lq"])
         loss = estimator.loss(item["kernel"])
         opt.zero_grad(set_to_none=True)

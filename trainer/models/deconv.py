@@ -107,10 +107,20 @@ def _window_dft():
     return [m.astype(np.float32) for m in (np.cos(angle), np.sin(angle), np.outer(taper, taper))]
 
 
+_CONSTANTS = {}
+
+
 def _tensors(arrays, like):
-    """Constant arrays as tensors of ``like``'s device and dtype (made per call, never buffers:
-    an fp16 export's fp32 island keeps them exact, and the checkpoint stays small)."""
-    return [torch.from_numpy(a).to(like.device, like.dtype) for a in arrays]
+    """Constant arrays (from the lru_caches above, so they live as long as the process) as tensors
+    of ``like``'s device and dtype, made once per device and dtype. Never buffers: an fp16 export's
+    fp32 island keeps them exact, and the checkpoint stays small."""
+    out = []
+    for a in arrays:
+        key = (id(a), like.device, like.dtype)
+        if key not in _CONSTANTS:  # the entry holds the array too, so its id is not reused
+            _CONSTANTS[key] = a, torch.from_numpy(a).to(like.device, like.dtype)
+        out.append(_CONSTANTS[key][1])
+    return out
 
 
 class KernelEstimator(nn.Module):
