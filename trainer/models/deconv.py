@@ -107,20 +107,12 @@ def _window_dft():
     return [m.astype(np.float32) for m in (np.cos(angle), np.sin(angle), np.outer(taper, taper))]
 
 
-_CONSTANTS = {}
-
-
 def _tensors(arrays, like):
-    """Constant arrays (from the lru_caches above, so they live as long as the process) as tensors
-    of ``like``'s device and dtype, made once per device and dtype. Never buffers: an fp16 export's
-    fp32 island keeps them exact, and the checkpoint stays small."""
-    out = []
-    for a in arrays:
-        key = (id(a), like.device, like.dtype)
-        if key not in _CONSTANTS:  # the entry holds the array too, so its id is not reused
-            _CONSTANTS[key] = a, torch.from_numpy(a).to(like.device, like.dtype)
-        out.append(_CONSTANTS[key][1])
-    return out
+    """Constant arrays as tensors of ``like``'s device and dtype (made per call, never buffers:
+    an fp16 export's fp32 island keeps them exact, and the checkpoint stays small; never cached
+    either: a tensor made under inference_mode cannot take part in a later autograd or export).
+    On the CPU ``from_numpy`` shares the array's memory, so this costs nothing."""
+    return [torch.from_numpy(a).to(like.device, like.dtype) for a in arrays]
 
 
 class KernelEstimator(nn.Module):
