@@ -27,6 +27,7 @@ from ..degradations import centred_kernel, defocus_kernel, gaussian_kernel, line
 
 KERNEL_SIZE = 31  # the bank's and the training targets' support (a 27 px line fits)
 WINDOW = 64  # Welch window of the spectrum estimate
+SPECTRUM_FLOOR = 1e-10  # far below any textured window's gradient power (about 1e-2 .. 1e2)
 
 
 @lru_cache(maxsize=1)
@@ -142,7 +143,9 @@ class KernelEstimator(nn.Module):
             re = c @ w @ c.T - s @ w @ s.T
             im = s @ w @ c.T + c @ w @ s.T
             power = power + (re**2 + im**2).mean(1)
-        log = torch.log(power + 1e-3 * power.mean((-2, -1), keepdim=True))
+        # The floor is relative to the spectrum's own level, plus an absolute one: a flat tile has
+        # no gradient power at all, and log(0) - mean(log(0)) would be NaN.
+        log = torch.log(power + 1e-3 * power.mean((-2, -1), keepdim=True) + SPECTRUM_FLOOR)
         return (log - log.mean((-2, -1), keepdim=True))[:, None]
 
     @staticmethod
@@ -190,7 +193,8 @@ class DeconvFrontEnd(nn.Module):
         self.log_lams = nn.Parameter(torch.log(torch.tensor(lams, dtype=torch.float32)))
 
     def forward(self, y):
-        if torch.is_autocast_enabled(y.device.type):  # mixed-precision training: this part stays fp32
+        # Mixed-precision training: this part stays fp32 (meta tensors, used to count FLOPs, have no autocast).
+        if torch.amp.is_autocast_available(y.device.type) and torch.is_autocast_enabled(y.device.type):
             with torch.autocast(y.device.type, enabled=False):
                 return self(y.float())
         return wiener(y, self.estimator(y), self.log_lams.exp())
