@@ -32,3 +32,44 @@ def test_default_runs_on_onnxruntime_and_matches_the_checkpoint():
     with Restorer(DEFAULT_MODEL_DIR / "model.safetensors", backend="torch") as r:
         ref = r.restore(image.astype(np.float32) / 255)
     assert np.abs(out - ref).max() <= 1e-4
+
+
+def _flat_pictures():
+    """Uniform pictures at every kind of extreme, and near-uniform ones with tiny noise."""
+    rng = np.random.default_rng(0)
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        for level in (0, 1, top // 2, top - 1, top):
+            yield f"{dtype.__name__} {level}", np.full((96, 130, 3), level, dtype)
+    for sigma in (1e-4, 1e-3, 1 / 255):
+        noisy = np.clip(0.5 + sigma * rng.standard_normal((96, 130, 3)), 0, 1).astype(np.float32)
+        yield f"0.5 + noise {sigma:.0e}", noisy
+
+
+@pytest.mark.parametrize("graph", ["model.onnx", "model.fp16.onnx", "model.safetensors"])
+def test_a_flat_picture_comes_back_unchanged(graph):
+    """A blur keeps a flat region flat: a grey card, a clipped sky or a fade to black must round-trip
+    (within one level) through the torch model and both exported graphs, never as NaN."""
+    if graph.endswith(".safetensors"):
+        pytest.importorskip("torch")
+    with Restorer(DEFAULT_MODEL_DIR / graph) as r:
+        for name, image in _flat_pictures():
+            out = r.restore(image)
+            assert out.dtype == image.dtype, name
+            if image.dtype == np.float32:
+                assert np.isfinite(out).all(), name
+                level = 1 / 255
+            else:
+                level = 1
+            assert np.abs(out.astype(np.float64) - image).max() <= level, name
+
+
+def test_the_front_end_is_finite_on_a_constant_tile():
+    torch = pytest.importorskip("torch")
+    from restore.trainer.models.deconv import DeconvFrontEnd
+
+    front = DeconvFrontEnd().eval()
+    with torch.no_grad():
+        for level in (0.0, 0.5, 1.0):
+            out = front(torch.full((1, 3, 128, 128), level))
+            assert torch.isfinite(out).all()
+            assert (out - level).abs().max() < 1e-4  # a constant's Wiener estimate is the constant

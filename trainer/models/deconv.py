@@ -143,9 +143,10 @@ class KernelEstimator(nn.Module):
             re = c @ w @ c.T - s @ w @ s.T
             im = s @ w @ c.T + c @ w @ s.T
             power = power + (re**2 + im**2).mean(1)
-        # The floor is relative to the spectrum's own level, plus an absolute one: a flat tile has
-        # no gradient power at all, and log(0) - mean(log(0)) would be NaN.
-        log = torch.log(power + 1e-3 * power.mean((-2, -1), keepdim=True) + SPECTRUM_FLOOR)
+        # The floor is relative to the spectrum's own level, and absolute below that: a flat tile has
+        # no gradient power at all, and log(0) - mean(log(0)) would be NaN. A clamp, not "+ floor":
+        # the ONNX exporter's optimiser drops the addition of a constant that small.
+        log = torch.log((power + 1e-3 * power.mean((-2, -1), keepdim=True)).clamp_min(SPECTRUM_FLOOR))
         return (log - log.mean((-2, -1), keepdim=True))[:, None]
 
     @staticmethod
