@@ -50,7 +50,7 @@ part() {
 
 GPU_TESTS=(tests/kernels/test_torch_op.py tests/runtime/test_api.py tests/runtime/test_cuda_mem.py
            tests/runtime/test_pipeline.py tests/runtime/test_capi.py tests/runtime/test_trt_backend.py
-           tests/reliability/test_engines.py)
+           tests/reliability/test_engines.py tests/trainer/test_train.py)
 if (( DRY )); then
     CPU=--cpu QUICK=--quick SIZES=64x64 FRAMES=(--frames 1 --warmup 0 --stream-frames 1) DEVICE=(--device cpu)
     PIPE=(--host --tile 64 --batches 2) VIDEO=(--cpu --size 64x64 --frames 8)
@@ -60,8 +60,8 @@ else
     PIPE=(--batches 16) VIDEO=(--size 1920x1080 --frames 120)
 fi
 
-part environment 15 bash -c "nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv || true
-    nvcc --version | tail -2; $PY -c 'import sys, torch; print(sys.version); print(\"torch\", torch.__version__, torch.version.cuda, torch.cuda.is_available())'"
+part environment 20 bash -c "nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv || true
+    nvcc --version | tail -2; $PY -V; $PY -m pip list 2>/dev/null | grep -i -E '^(torch|cuda-bindings|cupy-cuda13x|onnxruntime|av|numpy) '"
 part build 90 $PY -m restore.kernels.fourier_bottleneck.build
 part kernel_check 45 $PY -m restore.kernels.fourier_bottleneck.gpu_check $CPU $QUICK --out "$PARTS/kernel_check.json"
 part kernel_bench 40 $PY -m restore.kernels.fourier_bottleneck.gpu_bench $CPU --out "$PARTS/kernel_bench.json"
