@@ -91,9 +91,10 @@ def main(parts_dir, out_dir, dry_run):
                            (next((parts / "model").glob("*.png"), None) if (parts / "model").is_dir() else None, "model.png")):
         if source is not None and source.is_file():
             shutil.copyfile(source, out / target)
-    print(f"{'part':14s} {'exit':>5s} {'s':>5s} {'budget':>6s}")
+    print(f"{'part':14s} {'exit':>5s} {'s':>5s} {'budget':>6s} {'timeout':>7s}")
     for name, status in result.items():
         print(f"{name:14s} {str(status.get('rc')):>5s} {status.get('seconds', 0):5d} {status.get('budget_s', 0):6d}"
+              f" {status.get('timeout_s', 0):7d}"
               + (f"  {status['skipped']}" if status.get("skipped") else ""))
     print(json.dumps(report["headline"], indent=1, default=str))
     failed = [name for name, status in result.items() if status.get("rc") not in (0, None)]

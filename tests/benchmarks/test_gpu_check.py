@@ -35,7 +35,7 @@ def test_gpu_check_dry_run_gives_figures_for_every_part_and_writes_only_under_ou
     before = tree(REPO)
     env = dict(os.environ, OUT=str(out), TMPDIR=str(scratch), PYTHON=sys.executable, OMP_NUM_THREADS="2")
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--dry-run"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=500)
+                          capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert tree(REPO) == before
     assert list(scratch.iterdir()) == []
@@ -44,7 +44,7 @@ def test_gpu_check_dry_run_gives_figures_for_every_part_and_writes_only_under_ou
     report = json.loads((out / "gpu_check.json").read_text())
     parts = report["parts"]
     assert report["dry_run"] and all(status["rc"] == 0 for status in parts.values()), parts
-    assert sum(status["budget_s"] for status in parts.values()) <= 530
+    assert sum(status["budget_s"] for status in parts.values()) <= 530  # what the GPU run is given
     head = report["headline"]
     model = head["model 64x64"]
     assert model["fps"] > 0 and model["p99_ms"] >= model["p50_ms"] > 0 and model["stream_fps"] > 0
