@@ -1,7 +1,7 @@
 """Commit what one scripts/gpu_check.sh device call brought back: copies the returned files into
 benchmarks/results/ under names that carry the device and the date.
 
-    python scripts/gpu_results.py FILES_AT      # FILES_AT: the folder the device tool returned
+    python scripts/gpu_results.py FILES_AT [RESULTS_DIR]   # FILES_AT: the folder the device tool returned
 
 gpu_check.json -> benchmarks/results/gpu-check-<device>-<date>.json, kernel_bench.png and model.png
 -> ...-kernel-bench.png and ...-model.png beside it; logs.txt stays out (it is in the reply). A dry
@@ -16,8 +16,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
-def main(files_at):
-    files_at = Path(files_at)
+def main(files_at, results=RESULTS):
+    files_at, results = Path(files_at), Path(results)
     report = json.loads((files_at / "gpu_check.json").read_text())
     if report.get("dry_run"):
         print(f"gpu_results: error: {files_at / 'gpu_check.json'} is a dry run, not GPU figures", file=sys.stderr)
@@ -27,10 +27,10 @@ def main(files_at):
     copies = {"gpu_check.json": f"{stem}.json", "kernel_bench.png": f"{stem}-kernel-bench.png", "model.png": f"{stem}-model.png"}
     for source, target in copies.items():
         if (files_at / source).is_file():
-            shutil.copyfile(files_at / source, RESULTS / target)
-            print(RESULTS / target)
+            shutil.copyfile(files_at / source, results / target)
+            print(results / target)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:2]))
+    sys.exit(main(*sys.argv[1:3]))
