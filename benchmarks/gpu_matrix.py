@@ -20,7 +20,8 @@ goes on, so one run always leaves a complete file):
 7. the issue's targets, each marked met / not met with the figure behind it.
 
 ``--device cpu --sizes 128x96 --frames 2`` runs the same script end to end on a CPU (a smoke run;
-the test suite does this), so it is known to work before GPU time is spent on it.
+the test suite does this), so it is known to work before GPU time is spent on it. ``--skip`` leaves
+parts out (streaming, runtime, runtime_pipeline_overlap, video_codec, tiling) to fit a time budget.
 """
 import argparse
 import datetime
@@ -38,6 +39,7 @@ RESULTS = Path(__file__).parent / "results"
 PEERS = ("nafnet", "mimo-unet", "deeprft")
 SIZES = ("1280x720", "1920x1080", "3840x2160")
 TARGET_SIZE = "1920x1080"
+PARTS = ("streaming", "runtime", "runtime_pipeline_overlap", "video_codec", "tiling")  # after the per-frame cases
 
 
 def _guard(record, key, fn):
@@ -243,7 +245,12 @@ def main(argv=None):
     parser.add_argument("--fp32", action="store_true", help="also time fp32")
     parser.add_argument("--models", default=None, help="comma-separated; default: ours + the three peers")
     parser.add_argument("--out", default=str(RESULTS), help="folder for <device>-<date>.json and .png")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out")
     args = parser.parse_args(argv)
+    skip = {p for p in args.skip.split(",") if p}
+    if skip - set(PARTS):
+        print(f"gpu_matrix: error: unknown part(s) {', '.join(sorted(skip - set(PARTS)))}; parts: {', '.join(PARTS)}", file=sys.stderr)
+        return 2
 
     import torch
 
@@ -266,14 +273,18 @@ def main(argv=None):
     report = {"format": "restore-gpu-matrix/1", "ours": ours,
               "command": "python -m restore.benchmarks.gpu_matrix " + " ".join(argv if argv is not None else sys.argv[1:])}
     report["per_frame"] = per_frame_cases(models, sizes, precisions, args.frames, args.warmup, device)
-    _guard(report, "streaming", lambda: streaming_cases(report["per_frame"], stream_frames, min(args.warmup, 5), device))
-    _guard(report, "runtime", lambda: runtime_cases(ours, sizes, args.frames, args.warmup, device))
-    if device.startswith("cuda"):
-        _guard(report, "runtime_pipeline_overlap", lambda: runtime_pipeline_overlap(ours, device))
-    _guard(report, "video_codec", lambda: video_codec(sizes, max(4, min(args.stream_frames, 60))))
     tiling_size = TARGET_SIZE if TARGET_SIZE in sizes else sizes[0]
     on_gpu = device.startswith("cuda")
-    _guard(report, "tiling", lambda: tiling_comparison(ours, tiling_size, device, tile=256 if on_gpu else 64, repeats=3 if on_gpu else 1))
+    parts = {
+        "streaming": lambda: streaming_cases(report["per_frame"], stream_frames, min(args.warmup, 5), device),
+        "runtime": lambda: runtime_cases(ours, sizes, args.frames, args.warmup, device),
+        "runtime_pipeline_overlap": (lambda: runtime_pipeline_overlap(ours, device)) if on_gpu else None,
+        "video_codec": lambda: video_codec(sizes, max(4, min(args.stream_frames, 60))),
+        "tiling": lambda: tiling_comparison(ours, tiling_size, device, tile=256 if on_gpu else 64, repeats=3 if on_gpu else 1),
+    }
+    for key, part in parts.items():
+        if part is not None and key not in skip:
+            _guard(report, key, part)
     _guard(report, "targets", lambda: targets(report, ours))
     report["seconds"] = time.time() - started
 

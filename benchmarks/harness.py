@@ -164,14 +164,20 @@ class CudaClock:
 class TorchRunner:
     """A torch model on whole frames (or tiles through ``restore.runtime.tiler`` when ``tile``).
 
-    On CUDA: cuDNN autotuning, channels-last memory (tensor-core friendly), uint8 uploaded through
-    a pinned staging buffer and converted on the device (a quarter of the PCIe bytes of fp32).
+    fp16 and bf16 keep the model's declared fp32 islands (``trainer/models/precision.py``). On
+    CUDA: cuDNN autotuning, channels-last memory (tensor-core friendly), uint8 uploaded through a
+    pinned staging buffer and converted on the device (a quarter of the PCIe bytes of fp32), and
+    the model replayed from a CUDA graph (``graphs``; eager when the capture fails, with the reason
+    in ``graph_fallback``).
     """
 
     name = "torch"
 
-    def __init__(self, model, device="cpu", precision="fp32", tile=None, overlap=None):
+    def __init__(self, model, device="cpu", precision="fp32", tile=None, overlap=None, graphs=True):
         import torch
+
+        from restore.runtime.backends.torch import CudaGraphModule
+        from restore.trainer.models.precision import half_precision
 
         self.torch = torch
         self.device = torch.device(device)
@@ -180,12 +186,22 @@ class TorchRunner:
         if self.cuda:
             torch.backends.cudnn.benchmark = True
         self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
-        self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
+        net = model if self.dtype == torch.float32 else half_precision(model, dtype=self.dtype)
+        self.model = net.to(self.device, memory_format=self.memory_format).eval()
+        self.graph = CudaGraphModule(torch, self.model) if graphs and self.cuda else None
         self.multiple = getattr(model, "size_multiple", 1) or 1
         self.scale = getattr(model, "scale", 1) or 1
         self.tile, self.overlap = tile, overlap
-        self.description = f"torch ({self.device}, {precision})"
+        self.description = f"torch ({self.device}, {precision}{', CUDA graph' if self.graph else ''})"
         self._staging = None
+
+    def forward(self, x):
+        """The model on a device batch (replayed from the CUDA graph when there is one)."""
+        return (self.graph or self.model)(x)
+
+    @property
+    def graph_fallback(self):
+        return self.graph.fallback if self.graph is not None else None
 
     def clock(self):
         # Tiled runs interleave host work (the tiler) with device work: host clock, synchronised.
@@ -222,7 +238,7 @@ class TorchRunner:
             clock.start()
             x = self._upload(frame)
             clock.mark("upload")
-            y = self.model(x)
+            y = self.forward(x)
             clock.mark("compute")
             out = self._download(y, h, w)
             clock.mark("download")
@@ -257,7 +273,7 @@ class TorchRunner:
         self._sync()
         t1 = time.perf_counter()
         with torch.inference_mode():
-            y = self.model(x)
+            y = self.forward(x)
         self._sync()
         t2 = time.perf_counter()
         out = y.float().cpu().numpy()
@@ -383,6 +399,7 @@ def run_case(runner, frame, frames=20, warmup=3, codec_quality=95, progress=None
         "peak_host_rss_mb": probe.host_peak_mb(),
         "peak_device_mb": probe.device_peak_mb(),
         "output_shape": list(output.shape),
+        "graph_fallback": getattr(runner, "graph_fallback", None),
     }
 
 

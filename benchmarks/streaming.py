@@ -71,7 +71,7 @@ def _stream_cuda(runner, frames, slots):
             pad_h, pad_w = -h % runner.multiple, -w % runner.multiple
             if pad_h or pad_w:
                 x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-            y = runner.model(x.contiguous(memory_format=runner.memory_format))[0, :, : h * s, : w * s]
+            y = runner.forward(x.contiguous(memory_format=runner.memory_format))[0, :, : h * s, : w * s]
             device_out[k].copy_(y.clamp(0, 1).mul(255.0).round_().permute(1, 2, 0))
             computed[k].record(compute)
             with torch.cuda.stream(down):

@@ -18,6 +18,7 @@ from restore.runtime.atomic import new_file_mode, output_error
 from restore.runtime.errors import BackendError, ConfigError, OutputError
 from restore.trainer.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from restore.trainer.models import count_parameters
+from restore.trainer.models.precision import declared_fp32
 
 from . import fp16, onnx_export, validate
 from .plugin_op import OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
@@ -157,7 +158,7 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
     fp16_report = None
     if options.fp16:
         peaks = fp16.activation_peaks(model, [torch.from_numpy(x) for x in inputs.values()])
-        kept_fp32 = fp16.fp32_islands(peaks, declared=fp16.declared_fp32(model))
+        kept_fp32 = fp16.fp32_islands(peaks, declared=declared_fp32(model))
         largest = sorted(((k, p) for k, p in peaks.items() if k), key=lambda item: -item[1])[:5]
         fp16_report = {
             "kept_fp32_modules": kept_fp32,

@@ -6,7 +6,8 @@ would overflow, or come close, on inputs a little brighter or sharper than those
 only the module that produces it in fp32 is not enough (its output is cast back to fp16 and
 overflows there), so ``fp32_islands`` keeps the smallest enclosing module whose *output* is back
 in range: e.g. a whole FourierBottleneck (proj_in -> filter -> relu -> proj_out + input) when
-the values inside it are large. Islands run in fp32 between two Casts.
+the values inside it are large. Islands run in fp32 between two Casts
+(``trainer/models/precision.py``, the conversion every fp16 torch path uses).
 
 The Fourier bottleneck is judged by its spectrum too: in the portable graph the DFT matmuls hold
 sums over a whole plane (the DC bin is H*W times the plane's mean), so a SpectralFilter also
@@ -14,7 +15,6 @@ records the largest |Re| or |Im| of rfft2(x) and G * rfft2(x), under "<name>:spe
 plugin node computes in fp32 inside whatever its I/O type; only its planes are fp16.)
 """
 import torch
-from torch import nn
 
 from restore.kernels.fourier_bottleneck.torch_op import sample_response
 from restore.runtime.errors import ConfigError
@@ -60,12 +60,6 @@ def _spectral_intermediates(spectral_filter, x):
     return torch.cat([torch.view_as_real(spectrum).flatten(), torch.view_as_real(filtered).flatten()])
 
 
-def declared_fp32(model):
-    """Names of the modules that say they need fp32 (``keep_fp32 = True``, e.g. a Wiener filter's
-    division, which fp16 cannot resolve however small its values)."""
-    return [name for name, m in model.named_modules() if name and getattr(m, "keep_fp32", False)]
-
-
 def fp32_islands(peaks, headroom=HEADROOM, declared=()):
     """Names of the modules to keep fp32: the ``declared`` ones and, for each value over the limit,
     the nearest module (itself or an ancestor) whose output is within it. Raises ConfigError when
@@ -83,22 +77,3 @@ def fp32_islands(peaks, headroom=HEADROOM, declared=()):
                               "export without --fp16")
         islands.add(name)
     return sorted(n for n in islands if not any(n.startswith(other + ".") for other in islands))
-
-
-class Fp32Island(nn.Module):
-    """Runs the wrapped module in fp32 inside an fp16 network."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x.float()).to(x.dtype)
-
-
-def wrap_fp32_islands(net, names):
-    """Wrap the named submodules of ``net`` in Fp32Island (in place)."""
-    for name in names:
-        parent_name, _, child = name.rpartition(".")
-        parent = net.get_submodule(parent_name)
-        setattr(parent, child, Fp32Island(getattr(parent, child)))

@@ -14,7 +14,8 @@ import warnings
 import onnx
 import torch
 
-from .fp16 import Fp32Island, wrap_fp32_islands
+from restore.trainer.models.precision import half_precision
+
 from .plugin_op import TRANSLATIONS
 from .spectral import FP32_MODULES, swap_spectral_filters
 
@@ -33,10 +34,9 @@ def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=Fals
     net = copy.deepcopy(model)
     swap_spectral_filters(net, variant)
     if half:
-        wrap_fp32_islands(net, fp32_modules)
-        net = net.half()
+        net = half_precision(net, fp32_modules)
         for module in net.modules():
-            if isinstance(module, (Fp32Island, *FP32_MODULES)):
+            if isinstance(module, FP32_MODULES):
                 module.float()
     net.eval()
     low, high = batch

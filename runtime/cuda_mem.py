@@ -102,81 +102,94 @@ class CudaDriver:
 
 
 class CudaPythonDriver(CudaDriver):
-    """``cuda.bindings.runtime``: every call returns ``(cudaError_t, *values)``."""
+    """``cuda.bindings.runtime``: every call returns ``(cudaError_t, *values)``.
+
+    The CUDA runtime's current device is per thread (a new thread starts on device 0), so every
+    call first makes this driver's device current in the calling thread: the pipeline's worker
+    threads and a second GPU's driver in the same thread both land on the right device.
+    ``runtime`` is the ``cuda.bindings.runtime`` module (another of the same API in tests)."""
 
     name = "cuda-python"
 
-    def __init__(self, device=0):
-        try:
-            from cuda.bindings import runtime
-        except ImportError:
-            raise BackendError("cuda-python", "not installed", "pip install 'restore[cuda]' (cuda-bindings)") from None
+    def __init__(self, device=0, runtime=None):
+        if runtime is None:
+            try:
+                from cuda.bindings import runtime
+            except ImportError:
+                raise BackendError("cuda-python", "not installed", "pip install 'restore[cuda]' (cuda-bindings)") from None
         self.rt = runtime
         self.device = device
         cuda_call(runtime.cudaSetDevice(device), "cudaSetDevice")
+
+    def _call(self, what, fn, *args):
+        if cuda_call(self.rt.cudaGetDevice(), "cudaGetDevice") != self.device:
+            cuda_call(self.rt.cudaSetDevice(self.device), "cudaSetDevice")
+        return cuda_call(fn(*args), what)
 
     def device_count(self):
         return cuda_call(self.rt.cudaGetDeviceCount(), "cudaGetDeviceCount")
 
     def malloc_host(self, nbytes):
-        return int(cuda_call(self.rt.cudaMallocHost(nbytes), "cudaMallocHost"))
+        return int(self._call("cudaMallocHost", self.rt.cudaMallocHost, nbytes))
 
     def free_host(self, ptr):
-        cuda_call(self.rt.cudaFreeHost(ptr), "cudaFreeHost")
+        self._call("cudaFreeHost", self.rt.cudaFreeHost, ptr)
 
     def malloc_device(self, nbytes):
-        return int(cuda_call(self.rt.cudaMalloc(nbytes), "cudaMalloc"))
+        return int(self._call("cudaMalloc", self.rt.cudaMalloc, nbytes))
 
     def free_device(self, ptr):
-        cuda_call(self.rt.cudaFree(ptr), "cudaFree")
+        self._call("cudaFree", self.rt.cudaFree, ptr)
 
     def stream_create(self):
         # Non-blocking: our streams must not serialise against the legacy default stream that
         # other libraries in the process may use.
-        return cuda_call(self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+        return self._call("cudaStreamCreateWithFlags", self.rt.cudaStreamCreateWithFlags, self.rt.cudaStreamNonBlocking)
 
     def stream_destroy(self, stream):
-        cuda_call(self.rt.cudaStreamDestroy(stream), "cudaStreamDestroy")
+        self._call("cudaStreamDestroy", self.rt.cudaStreamDestroy, stream)
 
     def stream_synchronize(self, stream):
-        cuda_call(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        self._call("cudaStreamSynchronize", self.rt.cudaStreamSynchronize, stream)
 
     def stream_handle(self, stream):
         return int(stream)
 
     def event_create(self, timing=False):
         flags = self.rt.cudaEventDefault if timing else self.rt.cudaEventDisableTiming
-        return cuda_call(self.rt.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
+        return self._call("cudaEventCreateWithFlags", self.rt.cudaEventCreateWithFlags, flags)
 
     def event_destroy(self, event):
-        cuda_call(self.rt.cudaEventDestroy(event), "cudaEventDestroy")
+        self._call("cudaEventDestroy", self.rt.cudaEventDestroy, event)
 
     def event_record(self, event, stream):
-        cuda_call(self.rt.cudaEventRecord(event, stream), "cudaEventRecord")
+        self._call("cudaEventRecord", self.rt.cudaEventRecord, event, stream)
 
     def stream_wait_event(self, stream, event):
-        cuda_call(self.rt.cudaStreamWaitEvent(stream, event, 0), "cudaStreamWaitEvent")
+        self._call("cudaStreamWaitEvent", self.rt.cudaStreamWaitEvent, stream, event, 0)
 
     def event_synchronize(self, event):
-        cuda_call(self.rt.cudaEventSynchronize(event), "cudaEventSynchronize")
+        self._call("cudaEventSynchronize", self.rt.cudaEventSynchronize, event)
 
     def event_query(self, event):
-        err, = self.rt.cudaEventQuery(event)
-        if err == self.rt.cudaError_t.cudaErrorNotReady:
-            return False
-        cuda_call((err,), "cudaEventQuery")
-        return True
+        not_ready = self.rt.cudaError_t.cudaErrorNotReady
+
+        def query(e):
+            err, = self.rt.cudaEventQuery(e)
+            return (self.rt.cudaError_t.cudaSuccess, False) if err == not_ready else (err, True)
+
+        return self._call("cudaEventQuery", query, event)
 
     def event_elapsed_ms(self, start, end):
-        return cuda_call(self.rt.cudaEventElapsedTime(start, end), "cudaEventElapsedTime")
+        return self._call("cudaEventElapsedTime", self.rt.cudaEventElapsedTime, start, end)
 
     def memcpy_htod_async(self, dst, src, nbytes, stream):
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        cuda_call(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync(H2D)")
+        self._call("cudaMemcpyAsync(H2D)", self.rt.cudaMemcpyAsync, dst, src, nbytes, kind, stream)
 
     def memcpy_dtoh_async(self, dst, src, nbytes, stream):
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        cuda_call(self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync(D2H)")
+        self._call("cudaMemcpyAsync(D2H)", self.rt.cudaMemcpyAsync, dst, src, nbytes, kind, stream)
 
 
 class PycudaDriver(CudaDriver):

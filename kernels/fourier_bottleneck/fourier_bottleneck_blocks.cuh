@@ -399,7 +399,15 @@ FB_HD void fused_plane(const Exec& ex, const FbLaunchPlan& p, int plane, const T
  * Kernel 1, block (plane, bin k): column k of the row DFT, then the column DFT of it, times the
  * response, into workspace[plane][f][k]. Kernel 2, block (plane, row r): inverse column DFT of
  * row r, then the real inverse row DFT. Twiddle angles are reduced modulo the length first, so
- * they stay exact for any size. */
+ * they stay exact for any size; the reduced index k n mod w is stepped along the loop
+ * (``step_mod``), since the product k n overflows int once a side passes 46,340 (the plan allows
+ * 65,535). */
+FB_HD int step_mod(int phase, int step, int n) {
+    /* (phase + step) mod n for 0 <= phase, step < n: no product, no division, no overflow */
+    phase += step;
+    return phase >= n ? phase - n : phase;
+}
+
 template <typename T, typename Exec>
 FB_HD void general_forward_column(const Exec& ex, const FbLaunchPlan& p, int plane, int k, const T* x,
                                   const float* weight, float2* workspace, float2* smem) {
@@ -408,9 +416,9 @@ FB_HD void general_forward_column(const Exec& ex, const FbLaunchPlan& p, int pla
     ex.step([&](int tid, int nt) {
         for (int r = tid; r < h; r += nt) {
             float2 acc = make_float2(0.f, 0.f);
-            for (int n = 0; n < w; ++n) {
+            for (int n = 0, phase = 0; n < w; ++n, phase = step_mod(phase, k, w)) {  /* phase = k n mod w */
                 const float v = load_one(xp, (size_t)r * w + n);
-                const float2 e = expi_pi(-2.0f * (float)((k * n) % w) / (float)w);
+                const float2 e = expi_pi(-2.0f * (float)phase / (float)w);
                 acc = make_float2(acc.x + v * e.x, acc.y + v * e.y);
             }
             smem[r] = acc;
@@ -419,8 +427,8 @@ FB_HD void general_forward_column(const Exec& ex, const FbLaunchPlan& p, int pla
     ex.step([&](int tid, int nt) {
         for (int f = tid; f < h; f += nt) {
             float2 acc = make_float2(0.f, 0.f);
-            for (int r = 0; r < h; ++r)
-                acc = cadd(acc, cmul(smem[r], expi_pi(-2.0f * (float)((f * r) % h) / (float)h)));
+            for (int r = 0, phase = 0; r < h; ++r, phase = step_mod(phase, f, h))  /* phase = f r mod h */
+                acc = cadd(acc, cmul(smem[r], expi_pi(-2.0f * (float)phase / (float)h)));
             if (p.mode == FB_MODE_SPECTRAL)
                 acc = cmul(acc, sample_response(weight, p, plane % p.channels, f, column_cell(p, k)));
             workspace[((size_t)plane * h + f) * p.half_width + k] = acc;
@@ -435,9 +443,9 @@ FB_HD void general_inverse_row(const Exec& ex, const FbLaunchPlan& p, int plane,
     ex.step([&](int tid, int nt) {
         for (int k = tid; k < hw; k += nt) {
             float2 acc = make_float2(0.f, 0.f);
-            for (int f = 0; f < h; ++f)
+            for (int f = 0, phase = 0; f < h; ++f, phase = step_mod(phase, r, h))  /* phase = f r mod h */
                 acc = cadd(acc, cmul(workspace[((size_t)plane * h + f) * hw + k],
-                                     expi_pi(2.0f * (float)((f * r) % h) / (float)h)));
+                                     expi_pi(2.0f * (float)phase / (float)h)));
             smem[k] = acc;
         }
     });
@@ -446,11 +454,11 @@ FB_HD void general_inverse_row(const Exec& ex, const FbLaunchPlan& p, int plane,
         for (int n = tid; n < w; n += nt) {
             /* the imaginary parts of bin 0 and of the Nyquist bin do not contribute (numpy's irfft) */
             float v = smem[0].x;
-            for (int k = 1; k < hw; ++k) {
+            for (int k = 1, phase = n; k < hw; ++k, phase = step_mod(phase, n, w)) {  /* phase = k n mod w */
                 if (has_nyquist && k == hw - 1) {
                     v += (n & 1) ? -smem[k].x : smem[k].x;
                 } else {
-                    const float2 e = expi_pi(2.0f * (float)((k * n) % w) / (float)w);
+                    const float2 e = expi_pi(2.0f * (float)phase / (float)w);
                     v += 2.0f * (smem[k].x * e.x - smem[k].y * e.y);
                 }
             }

@@ -1,18 +1,22 @@
 """Speed of the fused kernel on a GPU, in one call:
 
-    python -m restore.kernels.fourier_bottleneck.gpu_bench [--results-dir benchmarks/results]
+    python -m restore.kernels.fourier_bottleneck.gpu_bench [--out results.json] [--skip-trt] [--cpu]
 
 At N*C = 2048 planes (N=32, C=64) of 32x32, 64x64 and 128x128 fp16: the fused kernel, the torch
 path (x.float() -> rfft2 -> multiply by the sampled response -> irfft2 -> fp16; the response is
 sampled once, outside the timing) and the memory floor (bytes read + written by the op over the
 device-to-device copy bandwidth measured here). CUDA-event timing: warm-up, then the median over
-repeats of a batch of launches. Then, in a child process (an abort there must not lose the
-figures), builds a TensorRT-RTX engine containing the plugin on this GPU and tries to run it,
-recording what happened. Writes fourier-bottleneck-<device>-<date>.json and .png.
+repeats of a batch of launches. Then, on a GPU in TensorRT-RTX's support matrix (compute
+capability 7.5, 8.6, 8.9, 12.0; not Hopper's 9.0), a TensorRT-RTX engine containing the plugin is
+built and run in a child process (an abort there must not lose the figures), recording what
+happened. Writes the JSON (default benchmarks/results/fourier-bottleneck-<device>-<date>.json) and
+a PNG beside it.
+
+``--cpu`` (the GPU script's dry run): 8 planes of 64x64, the kernels' block code emulated on the
+CPU against torch.fft on the CPU, timed with the host clock; the figures only prove the plumbing.
 """
 import argparse
 import json
-import os
 import platform
 import re
 import subprocess
@@ -29,6 +33,8 @@ PLANES = (32, 64)  # N, C: 2048 planes
 SIDES = (32, 64, 128)
 GRID = 8
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+RTX_CAPABILITIES = ((7, 5), (8, 6), (8, 9), (12, 0))  # TensorRT-RTX's support matrix (1.0 to 1.5)
+TRIAL_TIMEOUT_S = 240  # under the device tool's 600 s per command, with the rest of the script
 
 
 def time_cuda(torch, fn, batch=20, repeats=30, warmup=5):
@@ -89,6 +95,44 @@ def bench_size(torch, torch_op, side, bandwidth):
         "fused_effective_GBps": moved / (fused_ms * 1e-3) / 1e9, "bytes_moved": moved,
         "rel_err_vs_torch": rel_err, "fused_samples_ms": fused_samples, "torch_samples_ms": torch_samples,
     }
+
+
+def bench_size_cpu(torch, torch_op, side, planes=8, repeats=3):
+    """The dry run's stand-in for ``bench_size``: emulated block code vs torch.fft, host clock."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, planes, side, side)).astype(np.float16)
+    weight = rng.standard_normal((planes, GRID, GRID, 2)).astype(np.float32)
+    response = torch_op.sample_response(torch.from_numpy(weight), side, side)
+    xt = torch.from_numpy(x)
+
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - start)
+        return min(times) * 1e3, out
+
+    fused_ms, y = best(lambda: library.emulate(x, weight))
+    torch_ms, expected = best(lambda: torch.fft.irfft2(torch.fft.rfft2(xt.float()) * response, s=(side, side)).half())
+    moved = 2 * x.nbytes
+    bandwidth = copy_bandwidth_cpu(torch)
+    floor_ms = moved / bandwidth * 1e3
+    expected = expected.float().numpy()
+    return {
+        "shape": list(x.shape), "dtype": "float16", "planes": planes, "path": "emulated on the CPU",
+        "fused_us": fused_ms * 1e3, "torch_us": torch_ms * 1e3, "floor_us": floor_ms * 1e3,
+        "speedup_vs_torch": torch_ms / fused_ms, "fraction_of_floor": floor_ms / fused_ms, "bytes_moved": moved,
+        "rel_err_vs_torch": float(np.abs(y.astype(np.float32) - expected).max() / np.abs(expected).max()),
+    }
+
+
+def copy_bandwidth_cpu(torch, nbytes=64 << 20):
+    src = torch.ones(nbytes, dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    start = time.perf_counter()
+    dst.copy_(src)
+    return 2 * nbytes / (time.perf_counter() - start)
 
 
 def plot(results, path):
@@ -185,7 +229,7 @@ def trt_engine_trial():
 
 def run_trt_trial_in_child():
     done = subprocess.run([sys.executable, "-m", "restore.kernels.fourier_bottleneck.gpu_bench", "--trt-only"],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=TRIAL_TIMEOUT_S)
     match = re.search(r"^TRT-TRIAL (.*)$", done.stdout, flags=re.M)
     trial = json.loads(match.group(1)) if match else {"steps": []}
     trial["child_exit_code"] = done.returncode
@@ -195,9 +239,11 @@ def run_trt_trial_in_child():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS_DIR))
+    parser.add_argument("--out", help="JSON path (a PNG is written beside it) "
+                                      "[default: benchmarks/results/fourier-bottleneck-<device>-<date>.json]")
     parser.add_argument("--trt-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-trt", action="store_true", help="do not try the TensorRT-RTX engine")
+    parser.add_argument("--cpu", action="store_true", help="dry run on the CPU (emulated kernels, tiny size)")
     args = parser.parse_args(argv)
     if args.trt_only:
         print("TRT-TRIAL " + json.dumps(trt_engine_trial()), flush=True)
@@ -207,43 +253,52 @@ def main(argv=None):
 
     from . import torch_op
 
-    if not torch.cuda.is_available():
-        print("gpu_bench: error: no CUDA GPU visible to torch", file=sys.stderr)
+    if not args.cpu and not torch.cuda.is_available():
+        print("gpu_bench: error: no CUDA GPU visible to torch (--cpu for a dry run)", file=sys.stderr)
         return 2
     build.build()
-    device = torch.cuda.get_device_name()
-    bandwidth = copy_bandwidth(torch)
-    print(f"{device}: device-to-device copy {bandwidth / 1e9:.0f} GB/s (read + write)", flush=True)
     sizes = []
-    for side in SIDES:
-        r = bench_size(torch, torch_op, side, bandwidth)
-        sizes.append(r)
-        print(f"{side}x{side}: fused {r['fused_us']:.1f} us, torch {r['torch_us']:.1f} us "
+    if args.cpu:
+        device, capability, bandwidth = "cpu (emulated block code)", None, copy_bandwidth_cpu(torch)
+        sizes.append(bench_size_cpu(torch, torch_op, 64))
+    else:
+        device, capability = torch.cuda.get_device_name(), torch.cuda.get_device_capability()
+        bandwidth = copy_bandwidth(torch)
+        print(f"{device}: device-to-device copy {bandwidth / 1e9:.0f} GB/s (read + write)", flush=True)
+        sizes += [bench_size(torch, torch_op, side, bandwidth) for side in SIDES]
+    for r in sizes:
+        print(f"{r['shape']}: fused {r['fused_us']:.1f} us, torch {r['torch_us']:.1f} us "
               f"({r['speedup_vs_torch']:.2f}x), floor {r['floor_us']:.1f} us "
               f"({100 * r['fraction_of_floor']:.0f}% of floor), rel err vs torch {r['rel_err_vs_torch']:.1e}",
               flush=True)
     date = time.strftime("%Y-%m-%d", time.gmtime())
     results = {
-        "benchmark": "fourier-bottleneck", "device": device,
-        "capability": list(torch.cuda.get_device_capability()), "date": date,
+        "benchmark": "fourier-bottleneck", "device": device, "capability": list(capability or ()), "date": date,
         "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
         "copy_bandwidth_GBps": bandwidth / 1e9,
-        "method": "CUDA events around batches of 20 launches, 5 warm-up batches, median of 30",
+        "method": "host clock, best of 3 (dry run)" if args.cpu else
+                  "CUDA events around batches of 20 launches, 5 warm-up batches, median of 30",
         "targets_64x64": {"speedup_vs_torch": 3.0, "fraction_of_floor": 0.5},
         "sizes": sizes,
     }
-    results["trt_rtx_engine"] = {"skipped": True} if args.skip_trt else run_trt_trial_in_child()
+    results["trt_rtx_engine"] = trt_trial_or_reason(args, capability)
     slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
-    out_dir = Path(args.results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"fourier-bottleneck-{slug}-{date}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    plot(results, stem.with_suffix(".png"))
-    print("wrote", stem.with_suffix(".json"), "and", stem.with_suffix(".png"))
-    if os.environ.get("OUT"):
-        for suffix in (".json", ".png"):
-            Path(os.environ["OUT"], stem.name + suffix).write_bytes(stem.with_suffix(suffix).read_bytes())
+    out = Path(args.out) if args.out else DEFAULT_RESULTS_DIR / f"fourier-bottleneck-{slug}-{date}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    plot(results, out.with_suffix(".png"))
+    print("wrote", out, "and", out.with_suffix(".png"))
     return 0
+
+
+def trt_trial_or_reason(args, capability):
+    if args.skip_trt or args.cpu:
+        return {"skipped": "--skip-trt" if args.skip_trt else "no GPU (dry run)"}
+    if tuple(capability) not in RTX_CAPABILITIES:
+        matrix = "/".join(f"{a}.{b}" for a, b in RTX_CAPABILITIES)
+        return {"skipped": f"compute capability {capability[0]}.{capability[1]} is not supported by "
+                           f"TensorRT-RTX's support matrix ({matrix}): not tried"}
+    return run_trt_trial_in_child()
 
 
 if __name__ == "__main__":

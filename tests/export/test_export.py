@@ -12,7 +12,6 @@ import torch
 
 from restore.export.exporter import ExportOptions, export_checkpoint
 from restore.export.validate import psnr, sample_inputs
-from restore.kernels.fourier_bottleneck.ort_op import plugin_session
 from restore.trainer.checkpoint import model_from_checkpoint, save_checkpoint
 from restore.trainer.models import SpectralFilter, build_model, list_models
 
@@ -30,6 +29,12 @@ TINY = {
     "rrdbnet-x1": ({"scale": 1, "num_feat": 8, "num_block": 1, "num_grow": 4}, 32),
     "rrdbnet-x4": ({"scale": 4, "num_feat": 8, "num_block": 1, "num_grow": 4}, 32),
 }
+
+
+def plugin_session(path):
+    # onnxruntime-extensions is imported here, not at collection: the GPU machine lacks it, and
+    # `pytest -m gpu` there must still collect this file
+    return pytest.importorskip("restore.kernels.fourier_bottleneck.ort_op").plugin_session(path)
 
 
 def arch_of(key):

@@ -144,6 +144,59 @@ def test_failure_in_queued_work_surfaces_at_synchronize():
     stream.synchronize()  # reported once
 
 
+class PerThreadDevice:
+    """The CUDA runtime's per-thread current device (a new thread starts on device 0), without a
+    GPU: every allocation records the device it landed on."""
+
+    cudaError_t = rt.cudaError_t
+
+    def __init__(self):
+        self._local = threading.local()
+        self.allocations = []
+
+    def cudaSetDevice(self, device):
+        self._local.device = device
+        return (rt.cudaError_t.cudaSuccess,)
+
+    def cudaGetDevice(self):
+        return rt.cudaError_t.cudaSuccess, getattr(self._local, "device", 0)
+
+    def cudaMalloc(self, nbytes):
+        self.allocations.append((threading.current_thread().name, self.cudaGetDevice()[1]))
+        return rt.cudaError_t.cudaSuccess, 4096
+
+
+def test_cuda_python_driver_makes_its_device_current_in_every_thread():
+    runtime = PerThreadDevice()
+    second, first = CudaPythonDriver(1, runtime=runtime), CudaPythonDriver(0, runtime=runtime)
+    second.malloc_device(8)  # this thread was last set to device 0 by ``first``
+    first.malloc_device(8)
+    worker = threading.Thread(target=second.malloc_device, args=(8,), name="worker")
+    worker.start()
+    worker.join()
+    assert runtime.allocations == [("MainThread", 1), ("MainThread", 0), ("worker", 1)]
+
+
+@pytest.mark.gpu
+def test_gpu_buffers_and_streams_work_from_a_worker_thread():
+    driver = get_driver("cuda-python")
+    results = []
+
+    def round_trip():
+        with PinnedBuffer(1024, driver) as src, PinnedBuffer(1024, driver) as back, \
+                DeviceBuffer(1024, driver) as device, Stream(driver) as stream:
+            src.view(np.uint8)[...] = 5
+            device.upload(src, 1024, stream)
+            device.download(back, 1024, stream)
+            stream.synchronize()
+            results.append((cuda_call(rt.cudaGetDevice()), bool((back.view(np.uint8) == 5).all())))
+
+    worker = threading.Thread(target=round_trip)
+    worker.start()
+    worker.join()
+    assert results == [(driver.device, True)]
+
+
 @pytest.mark.gpu
 def test_gpu_round_trip_and_timing_events():
     driver = get_driver("cuda-python")

@@ -89,8 +89,8 @@ def wiener(y, kernel, lams):
     circular convolution is the blur exactly; the mirroring, the phase it puts on the spectrum and
     the crop back are folded into the transform matrices (``_mirror_dft``): six real matrix
     products in all."""
-    fwd_h, cos_h, sin_h, fh = _tensors(_mirror_dft(y.shape[-2]), y)
-    fwd_w, cos_w, sin_w, fw = _tensors(_mirror_dft(y.shape[-1], half=True), y)
+    fwd_h, cos_h, sin_h, fh = _tensors(_mirror_dft, y.shape[-2], False, like=y)
+    fwd_w, cos_w, sin_w, fw = _tensors(_mirror_dft, y.shape[-1], True, like=y)
     k = kernel_response(kernel, fh, fw)  # (B, 2H, W+1), real
     grad = (2 * torch.sin(math.pi * fh))[:, None] ** 2 + (2 * torch.sin(math.pi * fw))[None] ** 2
     gain = k[:, None] / (k[:, None] ** 2 + lams[None, :, None, None] * grad)  # (B, L, 2H, W+1)
@@ -108,12 +108,30 @@ def _window_dft():
     return [m.astype(np.float32) for m in (np.cos(angle), np.sin(angle), np.outer(taper, taper))]
 
 
-def _tensors(arrays, like):
-    """Constant arrays as tensors of ``like``'s device and dtype (made per call, never buffers:
-    an fp16 export's fp32 island keeps them exact, and the checkpoint stays small; never cached
-    either: a tensor made under inference_mode cannot take part in a later autograd or export).
-    On the CPU ``from_numpy`` shares the array's memory, so this costs nothing."""
-    return [torch.from_numpy(a).to(like.device, like.dtype) for a in arrays]
+def _tensors(make, *args, like):
+    """The arrays ``make(*args)`` returns (one of the constant makers above) as tensors on
+    ``like``'s device, floats in its dtype, made once per device and dtype: re-uploading them every
+    forward cost 150-290 MB of host-to-device copies per 4K frame, and a copy inside a CUDA graph
+    capture is not allowed (the graph's warm-up forwards fill this cache first). Never buffers:
+    their sizes follow the image, an fp16 model's fp32 island keeps them exact, and the checkpoint
+    stays small. A traced forward (export's fake tensors) makes them per call, as constants of the
+    graph, so nothing traced lands in the cache."""
+    if type(like) is not torch.Tensor:
+        return _as_tensors(make(*args), like.device, like.dtype)
+    return _device_constants(make, args, like.device, like.dtype)
+
+
+@lru_cache(maxsize=32)
+def _device_constants(make, args, device, dtype):
+    # Made outside inference_mode even when the first forward runs under it: an inference tensor
+    # could not take part in a later training step or export.
+    with torch.inference_mode(False), torch.no_grad():
+        return _as_tensors(make(*args), device, dtype)
+
+
+def _as_tensors(arrays, device, dtype):
+    arrays = [arrays] if isinstance(arrays, np.ndarray) else arrays
+    return [torch.from_numpy(a).to(device, dtype if a.dtype.kind == "f" else None) for a in arrays]
 
 
 class KernelEstimator(nn.Module):
@@ -136,7 +154,7 @@ class KernelEstimator(nn.Module):
         dx = F.pad(g[..., :, 1:] - g[..., :, :-1], (0, 1))
         dy = F.pad(g[..., 1:, :] - g[..., :-1, :], (0, 0, 0, 1))
         power = 0
-        c, s, taper = _tensors(_window_dft(), y)
+        c, s, taper = _tensors(_window_dft, like=y)
         for d in (dx, dy):
             w = self._windows(d)
             w = (w - w.mean((-2, -1), keepdim=True)) * taper
@@ -166,9 +184,9 @@ class KernelEstimator(nn.Module):
         logits = self.classify(self.features(self.spectrum(y)))
         if self.training:
             self.logits = logits
-        half, mirror = _bank_half()
+        half, mirror = _tensors(_bank_half, like=logits)
         inner = KERNEL_SIZE - 2
-        k = (logits.softmax(1) @ _tensors([half], logits)[0])[:, torch.from_numpy(mirror).to(logits.device)]
+        k = (logits.softmax(1) @ half)[:, mirror]
         return F.pad(k.reshape(-1, inner, inner), (1, 1, 1, 1))
 
     def loss(self, kernels):
@@ -177,7 +195,7 @@ class KernelEstimator(nn.Module):
         logits, self.logits = self.logits, None
         if logits is None:
             raise RuntimeError("KernelEstimator.loss needs a training-mode forward first")
-        bank = _tensors([kernel_bank()], logits)[0]
+        (bank,) = _tensors(kernel_bank, like=logits)
         target = torch.cdist(kernels.flatten(1).to(bank), bank).argmin(1)
         return F.cross_entropy(logits, target)
 
