@@ -323,9 +323,10 @@ class _Job:
                 while current is not None and len(done) >= current[2]:
                     y, x, n = current
                     tile_out = self.t._from_samples(done[:n], self.color)
-                    if not np.isfinite(tile_out).all():
+                    if np.isfinite(tile_out).all():
+                        self._add(y, x, tile_out)
+                    else:  # left out of the sum: the image is refused at the end anyway
                         self.nonfinite += 1
-                    self._add(y, x, tile_out)
                     del done[:n]
                     if self.on_tiles:
                         self.on_tiles(1)
