@@ -174,7 +174,7 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
     skip = sharp_tile_skipper() if skip_sharp else None
     with Restorer(model, backend=backend, tile=tile, overlap=overlap, batch=batch, device=device, precision=precision) as restorer:
         if not quiet:
-            click.echo(f"restore: {restorer.description}" + (f" [{restorer.backend_choice}]" if restorer.backend_choice else ""), err=True)
+            click.echo(f"restore: {restorer.description}", err=True)
         failures = []
         for kind, src, dst in jobs:
             start = time.perf_counter()
@@ -215,7 +215,7 @@ def demo(output, model, backend, samples, quiet):
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     rows = []
     with Restorer(model, backend=backend) as restorer:
-        say(f"restore demo: {restorer.description}" + (f" [{restorer.backend_choice}]" if restorer.backend_choice else ""))
+        say(f"restore demo: {restorer.description}")
         for path in paths:
             before = read_image(path)
             start = time.perf_counter()

@@ -15,6 +15,7 @@ that name is free): a playable video of the frames restored so far, whose name s
 incomplete. On any other error it is removed.
 """
 import contextlib
+import io
 import os
 import queue
 import struct
@@ -145,11 +146,13 @@ def write_image(path, image, info=None, quality=None):
             raise
     fmt = _PILLOW_FORMATS.get(suffix)
     if fmt is not None and image.dtype == np.uint8:
+        buffer = io.BytesIO()  # encoded in memory, written from Python: a full disk is a real OSError
+        try:
+            image_meta.save_with_pillow(image, buffer, fmt, info, quality or DEFAULT_QUALITY)
+        except (ValueError, KeyError, OSError) as e:
+            raise OutputError(path, f"cannot write {image.dtype} {image.shape} as {path.suffix} ({e})", "try .png or .tif") from None
         with atomic_path(path) as tmp:
-            try:
-                image_meta.save_with_pillow(image, tmp, fmt, info, quality or DEFAULT_QUALITY)
-            except (ValueError, KeyError) as e:
-                raise OutputError(path, f"cannot write {image.dtype} {image.shape} as {path.suffix} ({e})", "try .png or .tif") from None
+            Path(tmp).write_bytes(buffer.getbuffer())
         return path
     if image.ndim == 3 and image.shape[2] == 2:  # OpenCV has no gray+alpha: write it as RGBA
         image = np.ascontiguousarray(image[..., [0, 0, 0, 1]])
