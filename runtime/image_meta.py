@@ -57,6 +57,9 @@ def read_info(path):
     open (some 16-bit and float TIFFs) have no info; OpenCV still reads their pixels."""
     from PIL import Image, UnidentifiedImageError
 
+    # The pixel limit is ours (image_header.check_image_file ran first); Pillow's own, lower one
+    # would warn on stderr or refuse a picture the runtime accepts.
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as image:
             frames = getattr(image, "n_frames", 1)

@@ -14,10 +14,8 @@ One policy for every command that writes (``restore run``/``demo``/``detect``/``
 - a folder that receives a set of files (video frames) must be new or empty (``fresh_folder``).
 """
 import contextlib
-import errno
 import fcntl
 import os
-import tempfile
 from pathlib import Path
 
 from .atomic import new_file_mode
@@ -62,6 +60,24 @@ def fresh_folder(folder):
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         what = "is a file" if not folder.is_dir() else "already holds files (an earlier run's frames?)"
         raise OutputError(folder, f"{what}; frames are written only into a new or empty folder", "give another -o or empty the folder")
+
+
+def reusable_folder(folder, report, keys, option="-o"):
+    """OutputError (exit 5) unless ``folder`` is new, empty, or an earlier run's of the same command:
+    its JSON ``report`` file holds ``keys``. For commands that write fixed names (``restore demo``'s
+    report.md, ``restore eval``'s grid.png): they never replace a user's file of that name."""
+    import json
+
+    folder = Path(folder)
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return
+    try:
+        earlier = json.loads((folder / report).read_text())
+        if isinstance(earlier, dict) and set(keys) <= set(earlier):
+            return
+    except (OSError, ValueError):
+        pass
+    raise OutputError(folder, f"exists and is not an earlier run's output folder (no {report} of this command)", f"give a new folder with {option}")
 
 
 @contextlib.contextmanager

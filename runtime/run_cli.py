@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from . import outputs
-from .errors import ConfigError, InputError, OutputError, PartialFailure, RestoreError
+from .errors import ConfigError, InputError, PartialFailure, RestoreError
 from .pixels import unit_float
 
 BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
@@ -211,7 +211,7 @@ def demo(output, model, backend, samples, quiet):
     paths = sorted(samples.glob("*.png")) if samples.is_dir() else []
     if not paths:
         raise InputError(samples, "no sample PNGs here", "give --samples FOLDER")
-    _check_demo_folder(output)
+    outputs.reusable_folder(output, "report.json", {"model", "runtime", "samples"})
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     rows = []
     with Restorer(model, backend=backend) as restorer:
@@ -236,22 +236,6 @@ def demo(output, model, backend, samples, quiet):
     atomic_write_text(output / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(output / "report.md", _markdown(report))
     say(f"restore demo: wrote {len(rows)} before/after images and report.md to {output}")
-
-
-def _check_demo_folder(output):
-    """The demo writes fixed names, so it writes only into a new or empty folder or an earlier
-    demo's (its report.json says so): never over a user's report.md."""
-    if not output.exists():
-        return
-    if output.is_dir() and not any(output.iterdir()):
-        return
-    try:
-        earlier = json.loads((output / "report.json").read_text())
-        if isinstance(earlier, dict) and {"model", "runtime", "samples"} <= set(earlier):
-            return
-    except (OSError, ValueError):
-        pass
-    raise OutputError(output, "exists and is not an earlier demo's folder", "give a new folder with -o")
 
 
 def _upscaled(image, scale):

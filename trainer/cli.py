@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from restore.runtime.errors import ConfigError
-from restore.runtime.outputs import finite_json
+from restore.runtime.outputs import finite_json, reusable_folder
 
 
 @click.command("train")
@@ -52,6 +52,8 @@ def evaluate(checkpoint, data, as_json, out, no_baselines):
 
     if data != "builtin-holdout" and not Path(data).is_dir():
         raise ConfigError(f"--data {data}", "not builtin-holdout and not a folder", "give builtin-holdout or a folder with blur/ and sharp/")
+    if out is not None:
+        reusable_folder(out, "report.json", {"checkpoint", "arch", "mean"})
     report = evaluate_checkpoint(checkpoint, data, out_dir=out, baselines=not no_baselines, progress=not as_json)
     if as_json:
         click.echo(finite_json(report, indent=2))

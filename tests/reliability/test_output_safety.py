@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -194,6 +193,14 @@ def test_demo_does_not_write_over_a_users_folder(tmp_path, capfd):
     code, err = restore("demo", "-o", tmp_path, capfd=capfd)
     one_error_line(err, 5, code)
     assert (tmp_path / "report.md").read_text() == "my notes"
+
+
+def test_eval_does_not_write_over_a_users_folder(tmp_path, capfd, checkpoint):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "grid.png").write_bytes(b"my picture")
+    code, err = restore("eval", checkpoint, "-o", tmp_path / "out", "--no-baselines", capfd=capfd)
+    one_error_line(err, 5, code)
+    assert (tmp_path / "out" / "grid.png").read_bytes() == b"my picture"
 
 
 def test_train_does_not_start_a_run_in_a_folder_of_user_files(tmp_path, capfd):
