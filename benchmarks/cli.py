@@ -33,7 +33,8 @@ def _tiles(values):
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a PNG plot here.")
 @click.option("--no-floor", is_flag=True, help="Skip measuring the device's matmul rate and bandwidth.")
 @click.option("--no-stream", is_flag=True, help="On a GPU, skip the double-buffered streaming run (overlap efficiency).")
-def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, json_out, plot_out, no_floor, no_stream):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no 'wrote' lines: only the results table (stdout) and errors.")
+def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, json_out, plot_out, no_floor, no_stream, quiet):
     """Time models and backends on synthetic frames, host frame in to host frame out.
 
     Per case: latency p50/p95/p99 (after warm-up), frames/s and megapixels/s, the median time of
@@ -57,7 +58,7 @@ def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, js
     models = _split(models) or [_default_model()]
     case_list = suite.cases(models, _split(backends) or ["torch"], _split(sizes) or ["1280x720", "1920x1080", "3840x2160"],
                             _tiles(tiles), _split(precisions) or (["fp16"] if device.startswith("cuda") else ["fp32"]))
-    with tqdm(total=len(case_list) * (frames + warmup), unit="frame", desc="bench", leave=False) as bar:
+    with tqdm(total=len(case_list) * (frames + warmup), unit="frame", desc="bench", leave=False, disable=quiet) as bar:
         def show(record):
             bar.set_postfix_str(f"{record['model']} {record['size']}")
 
@@ -66,10 +67,12 @@ def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, js
     click.echo(report.table(result))
     if json_out:
         report.write_json(result, json_out)
-        click.echo(f"wrote {json_out}")
+        if not quiet:
+            click.echo(f"wrote {json_out}")
     if plot_out:
         report.plot(result, plot_out)
-        click.echo(f"wrote {plot_out}")
+        if not quiet:
+            click.echo(f"wrote {plot_out}")
     failed = [r for r in result["results"] if r.get("error")]
     if failed:
         from restore.runtime.errors import PartialFailure

@@ -86,13 +86,43 @@ def recommended_overlap(model, tile):
     return max(multiple, (tile // 8) // multiple * multiple) if tile > multiple else 0
 
 
-def _make_stage(outdir):
-    """A new hidden directory beside ``outdir``; OutputError when ``outdir`` cannot be written."""
-    if outdir.exists() and (not outdir.is_dir() or (any(outdir.iterdir()) and not (outdir / "metadata.json").is_file())):
-        raise OutputError(outdir, "exists and is not an export directory", "give a new or empty directory")
+ENGINE_FILES = ("model.engine", "model.fp16.engine")
+
+
+def previous_export(outdir):
+    """The names of the files an earlier export wrote into ``outdir``: its metadata.json and the
+    names under its "files" that an export writes (so a forged metadata.json cannot make this
+    export delete notes.txt), or None when ``outdir`` holds no export."""
     try:
-        outdir.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".partial", dir=outdir.parent))
+        metadata = json.loads((outdir / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metadata, dict) or metadata.get("format") != ARTIFACT_FORMAT or not isinstance(metadata.get("files"), dict):
+        return None
+    ours = set(FILES.values()) | set(ENGINE_FILES)
+    return {name for name in metadata["files"].values() if isinstance(name, str) and name in ours} | {"metadata.json"}
+
+
+def _collisions(outdir, names):
+    """Names this export would write over that are not provably an earlier export's own files."""
+    if not outdir.is_dir():
+        return []
+    owned = previous_export(outdir) or set()
+    return sorted(name for name in names if name not in owned and os.path.lexists(outdir / name))
+
+
+def _make_stage(outdir):
+    """A new hidden directory inside ``outdir`` (beside it when it does not exist yet), so moving
+    files out of it is a rename; OutputError when ``outdir`` cannot take this export."""
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputError(outdir, "exists and is not a directory", "give a new or empty directory")
+    taken = _collisions(outdir, set(FILES.values()) | set(ENGINE_FILES) | {"metadata.json"})
+    if taken:
+        raise OutputError(outdir, f"holds {', '.join(taken)}, not written by an earlier export", "give a new or empty directory; nothing was changed")
+    try:
+        parent = outdir if outdir.is_dir() else outdir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".restore-export.", suffix=".partial", dir=parent))
         os.chmod(stage, new_file_mode(directory=True))  # mkdtemp makes 0700
     except OSError as e:
         raise OutputError(outdir, f"cannot write here: {e.strerror}", "choose a writable output path") from None
@@ -101,24 +131,36 @@ def _make_stage(outdir):
 
 def check_outdir(outdir):
     """Fail in a second, not after the export, when ``outdir`` cannot be written."""
-    _make_stage(Path(outdir)).rmdir()
+    _make_stage(Path(os.path.abspath(outdir))).rmdir()
 
 
 @contextlib.contextmanager
 def staging_dir(outdir):
-    """A fresh temporary directory beside ``outdir``, moved onto ``outdir`` on success, removed on
-    failure (Ctrl-C included)."""
-    outdir = Path(outdir)
+    """A fresh temporary directory, whose files are moved into ``outdir`` on success and which is
+    removed on failure (Ctrl-C included). ``outdir`` may hold a user's other files: they stay. An
+    earlier export's files are replaced; its metadata.json goes first and the new one comes last,
+    so an interruption in between leaves no folder that looks like a complete artifact."""
+    outdir = Path(os.path.abspath(outdir))
     stage = _make_stage(outdir)
     try:
         yield stage
-        old = None
-        if outdir.exists():  # an earlier export: swap it out, then drop it
-            old = outdir.with_name(f".{outdir.name}.{os.getpid()}.old")
-            os.replace(outdir, old)
-        os.replace(stage, outdir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if not outdir.exists():
+            os.replace(stage, outdir)
+            return
+        new = {p.name for p in stage.iterdir()}
+        taken = _collisions(outdir, new)
+        if taken:  # appeared while exporting
+            raise OutputError(outdir, f"holds {', '.join(taken)}, not written by an earlier export", "give a new or empty directory")
+        old = previous_export(outdir) or set()
+        if "metadata.json" in old:
+            os.unlink(outdir / "metadata.json")
+        for name in sorted(new - {"metadata.json"}):
+            os.replace(stage / name, outdir / name)
+        for name in sorted(old - new):  # e.g. the engine of an earlier --target trt export
+            with contextlib.suppress(OSError):
+                os.unlink(outdir / name)
+        os.replace(stage / "metadata.json", outdir / "metadata.json")
+        stage.rmdir()
     except OSError as e:
         shutil.rmtree(stage, ignore_errors=True)
         raise output_error(outdir, e) from None

@@ -17,6 +17,7 @@ class Restorer:
     def __init__(self, model="default", backend="auto", tile=None, overlap=None, batch=None, device=None, precision=None):
         self.source = resolve_model(model)
         self.backend, self.backend_choice = open_backend(backend, self.source, device=device, precision=precision)
+        self._why = self.backend_choice or f"--backend {backend} as asked"
         advice = self.source.tiling
         mean, std = self.source.normalisation
         self.tiler = Tiler(
@@ -35,9 +36,10 @@ class Restorer:
 
     @property
     def description(self):
-        """One line for users: which backend runs which model with which tiling."""
+        """One line for users: which backend runs which model with which tiling, and why that
+        backend (what ``auto`` picked and skipped, or that it was asked for)."""
         t = self.tiler
-        return f"{self.backend.description}; tile {t.tile}, overlap {t.overlap}, batch {t.batch}, x{t.scale}"
+        return f"{self.backend.description}; tile {t.tile}, overlap {t.overlap}, batch {t.batch}, x{t.scale}; {self._why}"
 
     def restore(self, image, out=None, skip_tiles=None, on_tiles=None):
         """Restore one image; see ``Tiler.restore`` for ``out``, ``skip_tiles`` and ``on_tiles``."""

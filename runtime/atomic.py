@@ -20,15 +20,7 @@ def atomic_path(path, suffix=None):
     name (OpenCV, matplotlib) see the right one.
     """
     path = Path(path)
-    suffix = path.suffix if suffix is None else suffix
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
-        os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; an output gets a normal file's mode
-        os.close(fd)
-    except OSError as e:
-        problem = "a part of this path is a file, not a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) else f"cannot write here: {e.strerror}"
-        raise OutputError(path, problem, "choose a writable output path") from None
+    tmp = unique_temp(path, suffix)
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
@@ -40,6 +32,23 @@ def atomic_path(path, suffix=None):
     except BaseException:
         _remove(tmp)
         raise
+
+
+def unique_temp(path, suffix=None):
+    """A new, empty, hidden file beside ``path`` (``.STEM.XXXXXXXX.partialSUFFIX``), created with
+    O_EXCL by this process, so it can never be a user's file; it has a normal file's mode.
+    ``suffix`` defaults to ``path``'s own (encoders pick the format from it)."""
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+        os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; an output gets a normal file's mode
+        os.close(fd)
+    except OSError as e:
+        problem = "a part of this path is a file, not a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) else f"cannot write here: {e.strerror}"
+        raise OutputError(path, problem, "choose a writable output path") from None
+    return Path(tmp)
 
 
 def _process_umask():

@@ -1,5 +1,4 @@
 """``restore detect IMAGE... -o OUT``: blur map and blur type of images, without a model."""
-import json
 import re
 from pathlib import Path
 
@@ -9,8 +8,9 @@ import numpy as np
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .blur import blur_map, blur_overlay, classify_blur
-from .errors import InputError
-from .image_header import check_image_file
+from .errors import ConfigError, InputError
+from .outputs import finite_json, refuse_input_as_output
+from .streams import read_image
 
 
 @click.command("detect")
@@ -23,14 +23,39 @@ def detect(images, out_dir, tile):
     """Where IMAGES are blurred (per tile: sharp, blurred or flat) and how (sharp, motion with its
     angle, or defocus/general blur). Writes an overlay PNG (red = blurred, green = sharp, hatched
     = flat, no evidence) and a JSON report per image."""
+    stems = _report_stems(images)
+    _check_outputs(images, stems, out_dir)
     for path in images:
         image = read_rgb(path)
         report = detect_image(image, tile=tile, name=path)
-        stem = path.stem
+        stem = stems[path]
         atomic_write_bytes(out_dir / f"{stem}.blurmap.png", _png(report.pop("_overlay")))
         report["image"] = {"path": str(path), "width": image.shape[1], "height": image.shape[0]}
         atomic_write_text(out_dir / f"{stem}.json", _json(report))
         click.echo(_summary(path, report))
+
+
+def _report_stems(images):
+    """The name each image's outputs start with: its stem, or its whole name where two inputs
+    share a stem (a.png, a.jpg). Refused before any work when outputs would still collide or be
+    an input (runtime/outputs.py)."""
+    counts = {}
+    for path in images:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    stems, taken = {}, {}
+    for path in images:
+        stem = path.stem if counts[path.stem] == 1 else path.name
+        if stem in taken and taken[stem] != path:
+            raise ConfigError(path, f"its report would overwrite the one of {taken[stem]} (same name)", "run them with different -o folders")
+        taken[stem] = path
+        stems[path] = stem
+    return stems
+
+
+def _check_outputs(images, stems, out_dir):
+    for path in images:
+        for name in (f"{stems[path]}.blurmap.png", f"{stems[path]}.json"):
+            refuse_input_as_output(out_dir / name, images)
 
 
 def detect_image(image, tile=64, name="image"):
@@ -44,22 +69,17 @@ def detect_image(image, tile=64, name="image"):
 
 
 def read_rgb(path):
-    """An image file as an RGB (or grey) array of its own dtype; InputError if unreadable."""
-    path = Path(path)
-    check_image_file(path)  # missing, empty, damaged or too large for memory: refused unread
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InputError(path, "cannot be read as an image (empty, truncated or not an image)",
-                         "give a PNG, JPEG, TIFF, BMP or WebP file")
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return image
+    """An image file as an RGB (or grey) array of its own dtype, alpha dropped, read by the same
+    checks as ``restore run`` (runtime/streams.py: damage, frames, non-finite pixels, orientation)."""
+    image = read_image(path)
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        image = image[..., :-1] if image.shape[2] == 4 else image[..., 0]
+    return np.ascontiguousarray(image)
 
 
 def _json(report):
     """Indented JSON with each innermost list (a map row) on one line, so the map reads as a grid."""
-    text = json.dumps(report, indent=2)
+    text = finite_json(report, indent=2)
     flat_list = re.compile(r"\[\s*([^\[\]{}]*?)\s*\]", re.S)
     return flat_list.sub(lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text) + "\n"
 

@@ -1,6 +1,7 @@
 """``restore run`` (images, folders, videos) and ``restore demo`` (the shipped model on the bundled
 samples). Thin click layer over Restorer and runtime/streams.py; user errors are RestoreErrors."""
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from . import outputs
 from .errors import ConfigError, InputError, PartialFailure, RestoreError
 from .pixels import unit_float
 
@@ -45,16 +47,19 @@ def sharp_tile_skipper():
     return skip_tiles
 
 
-def _output_for(src, output, single, frames):
+def _output_for(src, output, single, frames, folder_wanted):
     """Where one input goes: ``output`` itself for a single file with a suffix, else inside it."""
     from .streams import VIDEO_FOURCC, is_image, is_video
 
-    if single and output.suffix and not output.is_dir() and not frames:
+    if single and output.suffix and not output.is_dir() and not frames and not folder_wanted:
         if is_image(src) and not is_image(output):
             raise ConfigError(output, "an image input needs an image output file (.png, .jpg, .tif...) or a folder")
         if is_video(src) and output.suffix.lower() not in VIDEO_FOURCC:
             raise ConfigError(output, f"a video input needs a video output ({', '.join(sorted(VIDEO_FOURCC))}) or a folder")
         return output
+    if (is_image(output) or is_video(output)) and not output.is_dir() and not folder_wanted:
+        raise ConfigError(output, "several outputs need a folder, and this name is a media file's",
+                          "give a folder (end it with / to use this name as one)")
     if is_video(src):
         if frames:
             return output / src.stem
@@ -63,24 +68,30 @@ def _output_for(src, output, single, frames):
 
 
 def _expand(inputs, output, fps, frames):
-    """(kind, source, destination) jobs. A folder input with a video output becomes one video."""
+    """(kind, source, destination) jobs. A folder input with a video output becomes one video.
+    ``output`` is the -o text as given: a trailing / asks for a folder."""
     from .streams import is_image, is_video, list_media
 
+    if output in ("", "-"):
+        problem = "is empty" if output == "" else "(standard output) is not supported for images and folders"
+        raise ConfigError(f"-o {output!r}", f"the output {problem}", "give an output file or folder")
+    folder_wanted = output.endswith(("/", os.sep))
+    output = Path(output)
     single = len(inputs) == 1
     jobs = []
     for src in inputs:
         if not src.exists():
             raise InputError(src, "no such file or folder", "check the path")
         if src.is_dir():
-            if single and is_video(output):
+            if single and is_video(output) and not folder_wanted:
                 jobs.append(("folder->video", src, output))
                 continue
             media = list_media(src)
             if not media:
                 raise InputError(src, "no images or videos in this folder")
-            jobs += [("video" if is_video(p) else "image", p, _output_for(p, output, False, frames)) for p in media]
+            jobs += [("video" if is_video(p) else "image", p, _output_for(p, output, False, frames, folder_wanted)) for p in media]
         elif is_video(src) or is_image(src):
-            jobs.append(("video" if is_video(src) else "image", src, _output_for(src, output, single, frames)))
+            jobs.append(("video" if is_video(src) else "image", src, _output_for(src, output, single, frames, folder_wanted)))
         else:
             raise InputError(src, f"unknown file type {src.suffix!r}", "give images, videos or folders of them")
     if fps is not None and not any(kind == "folder->video" for kind, _, _ in jobs):
@@ -95,16 +106,30 @@ def _expand(inputs, output, fps, frames):
     return jobs
 
 
-def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
+def _check_outputs(jobs, overwrite):
+    """The output-safety policy (runtime/outputs.py) before any work: no output is an input (unless
+    --overwrite), frames go only into new or empty folders."""
+    from .streams import is_image
+
+    sources = []
+    for kind, src, _ in jobs:
+        sources += [p for p in sorted(src.iterdir()) if is_image(p)] if kind == "folder->video" else [src]
+    for kind, src, dst in jobs:
+        outputs.refuse_input_as_output(dst, sources, overwrite)
+        if kind == "video->frames":
+            outputs.fresh_folder(dst)
+
+
+def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None):
     from tqdm import tqdm
 
     from . import streams
 
     if kind == "image":
-        image = streams.read_image(src)
+        image, info = streams.read_image_info(src)
         total = restorer.tiler.count_tiles(image.shape)
         with tqdm(total=total, unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
-            streams.write_restored_image(restorer, image, dst, skip, bar.update)
+            streams.write_restored_image(restorer, image, dst, skip, bar.update, info=info, quality=quality)
             return f"{bar.n} tiles"
     if kind == "video":
         streams.restore_video(restorer, src, dst, skip, progress)
@@ -117,7 +142,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
 
 @click.command("run")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output file (one input) or folder.")
+@click.option("-o", "--output", required=True, help="Output file (one input) or folder (a trailing / makes it one).")
 @click.option("--model", default="default", show_default=True, help="'default', an artifact folder, .onnx, .engine or checkpoint.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
 @click.option("--tile", type=int, help="Tile size in pixels (default: the artifact's advice).")
@@ -129,14 +154,17 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
 @click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
 @click.option("--frames", is_flag=True, help="Write videos as folders of PNG frames.")
 @click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, resume, quiet):
+@click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP output quality [95].")
+@click.option("--overwrite", is_flag=True, help="Allow an output to be one of the inputs (replaced atomically by its result).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no header or per-file lines; errors only.")
+def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, resume, quality, overwrite, quiet):
     """Restore images, folders of images/videos, and videos; outputs keep names, size x scale,
     frame rate. A failing file is reported at the end and the others still run (exit 8)."""
     from .api import Restorer
 
     _sigterm_as_interrupt()
     jobs = _expand(list(inputs), output, fps, frames)
+    _check_outputs(jobs, overwrite)
     if resume:  # a folder of frames may be half done, so only finished files count
         done = [(kind, src, dst) for kind, src, dst in jobs if kind != "video->frames" and dst.is_file()]
         jobs = [job for job in jobs if job not in done]
@@ -145,12 +173,14 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
             return
     skip = sharp_tile_skipper() if skip_sharp else None
     with Restorer(model, backend=backend, tile=tile, overlap=overlap, batch=batch, device=device, precision=precision) as restorer:
-        click.echo(f"restore: {restorer.description}" + (f" [{restorer.backend_choice}]" if restorer.backend_choice else ""), err=True)
+        if not quiet:
+            click.echo(f"restore: {restorer.description}", err=True)
         failures = []
         for kind, src, dst in jobs:
             start = time.perf_counter()
             try:
-                what = _run_one(restorer, kind, src, dst, skip, not quiet, fps)
+                with outputs.output_lock(dst):
+                    what = _run_one(restorer, kind, src, dst, skip, not quiet, fps, quality)
             except RestoreError as e:
                 if len(jobs) == 1:
                     raise
@@ -169,7 +199,8 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
 @click.option("--model", default="default", show_default=True)
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
 @click.option("--samples", default=str(SAMPLES_DIR), show_default=True, type=click.Path(path_type=Path), help="Folder of blurry PNGs (sharp references in its sharp/ subfolder).")
-def demo(output, model, backend, samples):
+@click.option("-q", "--quiet", is_flag=True, help="No header or per-sample lines; errors only.")
+def demo(output, model, backend, samples, quiet):
     """Restore the bundled blurry samples with the shipped model; write before|after PNGs and a
     report (PSNR against samples/sharp/ where a reference exists, sharpness otherwise)."""
     from .api import Restorer
@@ -180,9 +211,11 @@ def demo(output, model, backend, samples):
     paths = sorted(samples.glob("*.png")) if samples.is_dir() else []
     if not paths:
         raise InputError(samples, "no sample PNGs here", "give --samples FOLDER")
+    outputs.reusable_folder(output, "report.json", {"model", "runtime", "samples"})
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
     rows = []
     with Restorer(model, backend=backend) as restorer:
-        click.echo(f"restore demo: {restorer.description}" + (f" [{restorer.backend_choice}]" if restorer.backend_choice else ""), err=True)
+        say(f"restore demo: {restorer.description}")
         for path in paths:
             before = read_image(path)
             start = time.perf_counter()
@@ -198,11 +231,11 @@ def demo(output, model, backend, samples):
             row["sharpness_after"] = _sharpness(after)
             write_image(output / f"{path.stem}.before_after.png", _side_by_side(_upscaled(before, restorer.scale), after))
             rows.append(row)
-            click.echo(_describe(row), err=True)
+            say(_describe(row))
     report = {"model": restorer.source.describe(), "runtime": restorer.description, "samples": rows}
     atomic_write_text(output / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(output / "report.md", _markdown(report))
-    click.echo(f"restore demo: wrote {len(rows)} before/after images and report.md to {output}", err=True)
+    say(f"restore demo: wrote {len(rows)} before/after images and report.md to {output}")
 
 
 def _upscaled(image, scale):

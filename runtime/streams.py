@@ -8,12 +8,14 @@ the decoder wait (back-pressure) instead of buffering the whole video, and a slo
 the model wait. Frame rate and frame size (times the model scale) are kept. OpenCV reads and
 writes pictures only: the audio track is dropped.
 
-Outputs are atomic. A video is written to a hidden ``.NAME.partial.EXT`` and renamed when done.
-On Ctrl-C/SIGTERM the writer is finished properly (so the container index is written) and the
-file is kept as ``NAME.partial.EXT``: a playable video of the frames restored so far, whose name
-says it is incomplete. On any other error it is removed.
+Outputs are atomic. A video is written to a hidden, unique ``.NAME.XXXXXXXX.partial.EXT`` made by
+this run (runtime/outputs.py) and renamed when done. On Ctrl-C/SIGTERM the writer is finished
+properly (so the container index is written) and the file is kept as ``NAME.partial.EXT`` (when
+that name is free): a playable video of the frames restored so far, whose name says it is
+incomplete. On any other error it is removed.
 """
 import contextlib
+import io
 import os
 import queue
 import struct
@@ -25,9 +27,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_path, output_error
+from .atomic import atomic_path, output_error, unique_temp
 from .errors import InputError, OutputError
+from .pixels import check_float_pixels
+from . import image_meta
 from .image_header import check_image_file
+from . import outputs
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 # What this OpenCV build can write (checked: mp4v, MJPG, XVID, FFV1; no H.264 encoder).
@@ -53,23 +58,36 @@ def list_media(folder):
 
 # --- images -------------------------------------------------------------------------------------
 def read_image(path):
-    """RGB(A) or gray array in the file's bit depth (uint8 or uint16)."""
+    """RGB(A), gray or gray+alpha array in the file's bit depth (uint8, uint16, or float32 in
+    [0, 1]), turned upright as its EXIF orientation says. See ``read_image_info``."""
+    return read_image_info(path)[0]
+
+
+def read_image_info(path):
+    """(pixels, ImageInfo): the pixels as ``read_image`` gives them and what an output should
+    carry over (runtime/image_meta.py). InputError for a file that is not one whole picture:
+    damaged, several frames, non-finite or out-of-range float pixels."""
     path = Path(path)
     check_image_file(path)  # size from the header first: no allocation for a forged 30000x30000
-    dst = _png_buffer(path)
-    if dst is not None:
-        image = cv2.imread(str(path), dst, cv2.IMREAD_UNCHANGED)
-    else:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    info = image_meta.read_info(path)
+    dst, gray_alpha = _png_buffer(path)
+    with image_meta.captured_stderr() as messages:  # libjpeg reports damage only there
+        image = cv2.imread(str(path), dst, cv2.IMREAD_UNCHANGED) if dst is not None else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise InputError(path, "cannot decode this image (corrupt, truncated or not an image)", "check the file or remove it")
+    image_meta.check_decoder_messages(path, messages)
     if image.dtype not in (np.uint8, np.uint16, np.float32):
         raise InputError(path, f"unsupported pixel type {image.dtype}", "convert it to 8- or 16-bit")
-    return _swap_rb(image)
+    if image.dtype == np.float32:
+        check_float_pixels(image, path)
+    if gray_alpha:  # OpenCV expands gray+alpha to BGRA: back to 2 channels, so LA stays LA
+        image = np.ascontiguousarray(image[..., [0, 3]])
+    return image_meta.upright(_swap_rb(image), info.orientation), info
 
 
 def _png_buffer(path):
-    """An empty array shaped like the PNG's decoded pixels (from its header), or None.
+    """(an empty array shaped like the PNG's decoded pixels, whether it is gray+alpha), or (None,
+    False) for other files.
 
     OpenCV decodes into a given array in place; without one it holds the image twice while
     decoding (1.6 GB peak instead of 0.8 GB for 16384 x 16384 RGB). A wrong guess only costs
@@ -77,22 +95,24 @@ def _png_buffer(path):
     with open(path, "rb") as f:
         head = f.read(29)
     if len(head) < 29 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return None
+        return None, False
     width, height, bits, color_type = struct.unpack(">IIBB", head[16:26])
     channels = {0: 1, 2: 3, 4: 4, 6: 4}.get(color_type)  # OpenCV reads gray+alpha as BGRA
     if channels is None or not width or not height or width * height > 2**30:
-        return None
+        return None, color_type == 4
     shape = (height, width) if channels == 1 else (height, width, channels)
-    return np.empty(shape, np.uint16 if bits == 16 else np.uint8)
+    return np.empty(shape, np.uint16 if bits == 16 else np.uint8), color_type == 4
 
 
-def write_restored_image(restorer, image, path, skip_tiles=None, on_tiles=None):
-    """Restore ``image`` straight into ``path``. PNG output is streamed strip by strip (no
-    full-size output array); other formats get one array, at x1 the input buffer itself."""
+def write_restored_image(restorer, image, path, skip_tiles=None, on_tiles=None, info=None, quality=None):
+    """Restore ``image`` straight into ``path`` with ``info`` (from ``read_image_info``) carried
+    over. PNG output is streamed strip by strip (no full-size output array); other formats get
+    one array, at x1 the input buffer itself."""
     path = Path(path)
+    info = (info or image_meta.ImageInfo()).scaled(restorer.scale)
     shape = restorer.tiler.output_shape(image.shape)
     if path.suffix.lower() == ".png" and image.dtype in (np.uint8, np.uint16):
-        writer = PngStripWriter(path, shape, image.dtype)
+        writer = PngStripWriter(path, shape, image.dtype, info=info)
         try:
             restorer.restore(image, out=writer, skip_tiles=skip_tiles, on_tiles=on_tiles)
             return writer.close()
@@ -100,23 +120,55 @@ def write_restored_image(restorer, image, path, skip_tiles=None, on_tiles=None):
             writer.abort()
             raise
     out = image if restorer.scale == 1 else None  # safe in place, see Tiler.restore
-    return write_image(path, restorer.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles))
+    return write_image(path, restorer.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles), info, quality)
 
 
-def write_image(path, image):
-    """Write an RGB(A)/gray array atomically. ``image`` is converted to BGR in place (it is the
-    caller's output buffer; copying a 16k x 16k image would double the memory)."""
+DEFAULT_QUALITY = 95  # JPEG and WebP, as OpenCV wrote them before
+_PILLOW_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def write_image(path, image, info=None, quality=None):
+    """Write an RGB(A)/gray(+alpha) array atomically, with ``info``'s profile, EXIF and DPI where
+    the format holds them. ``quality`` (1..100) for JPEG and WebP. ``image`` may be converted to
+    BGR in place (it is the caller's output buffer; copying a 16k x 16k image would double the
+    memory)."""
     path = Path(path)
-    image = _swap_rb(_fit_depth(image, path.suffix))
+    info = info or image_meta.ImageInfo()
+    suffix = path.suffix.lower()
+    image = _fit_depth(image, suffix)
+    if suffix == ".png" and image.dtype in (np.uint8, np.uint16):
+        writer = PngStripWriter(path, image.shape, image.dtype, info=info)
+        try:
+            writer[0 : image.shape[0]] = image
+            return writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+    fmt = _PILLOW_FORMATS.get(suffix)
+    if fmt is not None and image.dtype == np.uint8:
+        buffer = io.BytesIO()  # encoded in memory, written from Python: a full disk is a real OSError
+        try:
+            image_meta.save_with_pillow(image, buffer, fmt, info, quality or DEFAULT_QUALITY)
+        except (ValueError, KeyError, OSError) as e:
+            raise OutputError(path, f"cannot write {image.dtype} {image.shape} as {path.suffix} ({e})", "try .png or .tif") from None
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(buffer.getbuffer())
+        return path
+    if image.ndim == 3 and image.shape[2] == 2:  # OpenCV has no gray+alpha: write it as RGBA
+        image = np.ascontiguousarray(image[..., [0, 0, 0, 1]])
+    image = _swap_rb(image)
+    params = []
+    if info.dpi and suffix in (".tif", ".tiff"):
+        params = [cv2.IMWRITE_TIFF_RESUNIT, 2, cv2.IMWRITE_TIFF_XDPI, round(info.dpi[0]), cv2.IMWRITE_TIFF_YDPI, round(info.dpi[1])]
     with atomic_path(path) as tmp:
         try:
-            ok = cv2.imwrite(str(tmp), image)
+            ok = cv2.imwrite(str(tmp), image, params)
         except cv2.error as e:
             raise OutputError(path, f"OpenCV cannot write this image ({str(e).strip().splitlines()[-1]})", "try .png or .tif") from None
         if not ok:
             # imwrite only says False. Encoding in memory and writing from Python tells a full
             # disk (a real OSError, reported by atomic_path) from a format OpenCV cannot write.
-            ok, data = cv2.imencode(path.suffix, image)
+            ok, data = cv2.imencode(path.suffix, image, params)
             if ok:
                 Path(tmp).write_bytes(data)
         if not ok:
@@ -145,11 +197,12 @@ class PngStripWriter:
     ``atomic_path``: written under a temporary name, renamed by ``close()``, removed by ``abort()``.
 
     ``shape`` (H, W[, C]) with C = 1..4 (gray, gray+alpha, RGB, RGBA), dtype uint8 or uint16,
-    RGB(A) order (PNG's own, no swap)."""
+    RGB(A) order (PNG's own, no swap). ``info`` (an ImageInfo): its ICC profile, EXIF and DPI go
+    into iCCP, eXIf and pHYs chunks."""
 
     _COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 
-    def __init__(self, path, shape, dtype, level=1):
+    def __init__(self, path, shape, dtype, level=1, info=None):
         self.path = Path(path)
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.height, self.width = self.shape[:2]
@@ -168,6 +221,8 @@ class PngStripWriter:
             bits = 8 * self.dtype.itemsize
             self._file.write(b"\x89PNG\r\n\x1a\n")
             self._chunk(b"IHDR", struct.pack(">IIBBBBB", self.width, self.height, bits, self._COLOR_TYPE[self.channels], 0, 0, 0))
+            for kind, data in _metadata_chunks(info):
+                self._chunk(kind, data)
         except BaseException:
             self.abort()
             raise
@@ -231,6 +286,21 @@ class PngStripWriter:
             if self._file is not None:
                 self._file.close()
         self._context.__exit__(OutputError, OutputError(self.path, "aborted"), None)
+
+
+def _metadata_chunks(info):
+    """PNG chunks (before the pixels) for an ImageInfo's profile, resolution and EXIF."""
+    if info is None:
+        return []
+    chunks = []
+    if info.icc_profile:
+        chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(info.icc_profile)))
+    if info.dpi:
+        per_metre = [max(1, min(2**31 - 1, round(d / 0.0254))) for d in info.dpi]
+        chunks.append((b"pHYs", struct.pack(">IIB", *per_metre, 1)))
+    if info.exif:
+        chunks.append((b"eXIf", info.exif))
+    return chunks
 
 
 def _swap_rb(image):
@@ -331,8 +401,7 @@ class VideoWriter:
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_FOURCC:
             raise OutputError(self.path, f"cannot write {suffix or 'extensionless'} video", f"use one of {', '.join(sorted(VIDEO_FOURCC))}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.tmp = unique_temp(self.path)
         self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         self.size = tuple(int(v) for v in size)  # (width, height)
         self.frames = 0
@@ -386,7 +455,6 @@ class VideoWriter:
             with open(self.tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(self.tmp, self.path)
-            _remove(self.partial)  # what an interrupted earlier run kept is superseded now
         except OSError as e:
             _remove(self.tmp)
             raise OutputError(self.path, f"cannot write: {e.strerror}") from None
@@ -406,8 +474,7 @@ class VideoWriter:
         else:
             self._writer.release()
         if keep_partial and self.frames > 0 and self._error is None and _plays_to_the_end(self.tmp, self.frames):
-            os.replace(self.tmp, self.partial)
-            return self.partial
+            return outputs.keep_partial(self.tmp, self.partial)
         _remove(self.tmp)
         return None
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, InputError, ModelError
-from .pixels import FULL_SCALE
+from .pixels import FULL_SCALE, check_float_pixels
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
@@ -172,6 +172,7 @@ class Tiler:
         h, w = shape[:2]
         if h < 1 or w < 1:
             raise InputError(f"image {shape}", "image is empty")
+        check_float_pixels(image, f"image {shape}")
         channels = shape[2] if len(shape) == 3 else 1
         color = channels - 1 if channels in (2, 4) else channels
         if out is None:
@@ -198,6 +199,9 @@ class Tiler:
             group = ys[i0 : i0 + rows_per_call]
             next_y = ys[i0 + rows_per_call] if i0 + rows_per_call < len(ys) else padded_h
             job.run_rows(group, xs, next_y)
+        if job.nonfinite:
+            raise ModelError(self.backend.description, f"returned NaN or infinite values for {job.nonfinite} of {len(ys) * len(xs)} tiles; "
+                             "nothing was written", "the model or its metadata (normalisation std 0?) is broken; re-export or replace it")
         return out
 
     # --- channel mapping between the image and the model ----------------------------------------
@@ -251,6 +255,9 @@ class _Job:
         # then moved a 16-bit value by one (found by tests/reliability/test_tiler_properties.py)
         self.acc = np.zeros((color, 0, wx.shape[0]), np.float64)
         self.acc_y0 = 0  # output row (padded coordinates) of acc[:, 0]
+        # Tiles whose model output was not finite. Tiler.restore raises after the last tile (so
+        # the count is complete); a strip writer's output is then aborted, never renamed.
+        self.nonfinite = 0
 
     def _read_strip(self, y):
         """Padded input rows y..y+tile, all padded columns: float32 (color, tile, padded_w) in [0, 1]."""
@@ -315,7 +322,11 @@ class _Job:
                 done.append(y_out)
                 while current is not None and len(done) >= current[2]:
                     y, x, n = current
-                    self._add(y, x, self.t._from_samples(done[:n], self.color))
+                    tile_out = self.t._from_samples(done[:n], self.color)
+                    if np.isfinite(tile_out).all():
+                        self._add(y, x, tile_out)
+                    else:  # left out of the sum: the image is refused at the end anyway
+                        self.nonfinite += 1
                     del done[:n]
                     if self.on_tiles:
                         self.on_tiles(1)

@@ -1,5 +1,4 @@
 """``restore train`` and ``restore eval`` (registered lazily in restore.runtime.cli)."""
-import json
 import os
 import sys
 from pathlib import Path
@@ -7,6 +6,7 @@ from pathlib import Path
 import click
 
 from restore.runtime.errors import ConfigError
+from restore.runtime.outputs import finite_json, reusable_folder
 
 
 @click.command("train")
@@ -52,9 +52,11 @@ def evaluate(checkpoint, data, as_json, out, no_baselines):
 
     if data != "builtin-holdout" and not Path(data).is_dir():
         raise ConfigError(f"--data {data}", "not builtin-holdout and not a folder", "give builtin-holdout or a folder with blur/ and sharp/")
+    if out is not None:
+        reusable_folder(out, "report.json", {"checkpoint", "arch", "mean"})
     report = evaluate_checkpoint(checkpoint, data, out_dir=out, baselines=not no_baselines, progress=not as_json)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(finite_json(report, indent=2))
     else:
         click.echo(format_report(report))
     sys.stdout.flush()

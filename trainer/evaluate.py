@@ -1,12 +1,12 @@
 """``restore eval``: PSNR/SSIM of a checkpoint on the fixed holdout (or a paired folder), next to
 the blurred input and the classical baselines, per image and averaged, plus a PNG grid."""
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from restore.runtime.atomic import atomic_path, atomic_write_text
+from restore.runtime.outputs import finite_json
 from restore.runtime.errors import ConfigError
 
 from . import holdout
@@ -89,7 +89,7 @@ def evaluate_checkpoint(checkpoint, data="builtin-holdout", *, out_dir=None, bas
         out_dir = Path(out_dir)
         report["grid"] = str(out_dir / "grid.png")
         write_grid(grid_rows, [r["name"] for r in rows], out_dir / "grid.png")
-        atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2))
+        atomic_write_text(out_dir / "report.json", finite_json(report, indent=2))
     return report
 
 

@@ -16,8 +16,23 @@ from pathlib import Path
 import numpy as np
 
 from restore.runtime.atomic import atomic_path, atomic_write_text
+from restore.runtime.errors import OutputError
 
 from .checkpoint import save_checkpoint
+
+# What a run directory holds (the list above): a new run goes only where nothing else is.
+RUN_DIR_NAMES = {"config.yaml", "metrics.jsonl", "curves.png", "samples", "checkpoints", "best.json"}
+
+
+def check_new_run_dir(path):
+    """OutputError (exit 5) when ``path`` holds anything a run does not write (a user's files, or
+    it is a file): a new run would mix its files with them."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(path, "is a file, not a run directory", "choose another --run-dir")
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in RUN_DIR_NAMES) if path.is_dir() else []
+    if foreign:
+        raise OutputError(path, f"holds files that are not a training run's ({', '.join(foreign[:3])})", "choose a new or empty --run-dir")
 
 
 class RunDir:

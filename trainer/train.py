@@ -30,7 +30,7 @@ from .checkpoint import init_weights, load_checkpoint, save_checkpoint
 from .config import save_config
 from .losses import build_adversarial_loss, build_generator_loss
 from .models import build_model, count_parameters
-from .run_dir import RunDir
+from .run_dir import RunDir, check_new_run_dir
 
 # ---------------------------------------------------------------- distributed helpers
 
@@ -334,6 +334,8 @@ def train(cfg, run_dir, *, resume=False, progress=True):
     if cfg["train"].get("threads"):
         torch.set_num_threads(int(cfg["train"]["threads"]))
     seed_everything(int(cfg["seed"]))
+    if not resume and rank == 0:
+        check_new_run_dir(run_dir)
     run = RunDir(run_dir, enabled=rank == 0)
     latest = run.path / "checkpoints" / "latest.pt"
     if resume and not latest.is_file():

@@ -64,8 +64,10 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         except Exception as e:  # ORT raises its own exception types for corrupt or foreign files
-            first = str(e).strip().splitlines()[0][:200]
-            raise ModelError(path, f"ONNX Runtime cannot load this model ({first})", "re-export it with restore-export") from None
+            if PLUGIN_OP not in str(e):
+                first = str(e).strip().splitlines()[0][:200]
+                raise ModelError(path, f"ONNX Runtime cannot load this model ({first})", "re-export it with restore-export") from None
+            self.session, self._cuda = _plugin_session(path), False
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self._input_name, self._output_name = inp.name, out.name
         if inp.type not in _ORT_TYPES or len(inp.shape) != 4:
@@ -106,3 +108,22 @@ class OnnxRuntimeBackend(Backend):
     def deactivate_impl(self):
         self.session = None
         self._binding = None
+
+
+PLUGIN_OP = "FourierBottleneck"
+
+
+def _plugin_session(path):
+    """A CPU session of a plugin graph (model.plugin.onnx): its FourierBottleneck nodes run through
+    the ONNX Runtime custom op of kernels/fourier_bottleneck/ort_op.py (the NumPy reference; exact,
+    not fast). That op rewrites the graph with the ``onnx`` package, which the runtime alone lacks."""
+    try:
+        from restore.kernels.fourier_bottleneck.ort_op import plugin_session
+    except ImportError as e:
+        raise ModelError(path, f"is a plugin graph ({PLUGIN_OP} nodes) and running it on ONNX Runtime needs '{e.name}'",
+                         "pip install 'restore[train]', or give the portable model.onnx") from None
+    try:
+        return plugin_session(path)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise ModelError(path, f"ONNX Runtime cannot load this plugin graph ({first})", "re-export it with restore-export") from None

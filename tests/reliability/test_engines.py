@@ -65,7 +65,7 @@ def test_cli_names_the_missing_gpu_and_auto_falls_back(engine_artifact, tmp_path
     forced = kit.run_cli("restore", "run", image, "-o", tmp_path / "a.png", "--model", engine_artifact, "--backend", "tensorrt")
     kit.assert_user_error(forced, "restore", BackendError.exit_code, "tensorrt")
     assert not (tmp_path / "a.png").exists()
-    auto = kit.run_cli("restore", "run", image, "-o", tmp_path / "b.png", "--model", engine_artifact, "-q")
+    auto = kit.run_cli("restore", "run", image, "-o", tmp_path / "b.png", "--model", engine_artifact)  # not -q: it hides the header
     assert auto.code == 0 and "auto picked onnxruntime" in auto.stderr
     assert cv2.imread(str(tmp_path / "b.png")).shape == (40, 40, 3)
 

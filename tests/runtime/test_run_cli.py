@@ -126,9 +126,11 @@ def test_sigterm_keeps_a_playable_partial_video(tmp_path, model):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "restore.runtime", "run", str(src), "-o", str(tmp_path / "out.mp4"),
                              "--model", str(model), "-q"], stderr=subprocess.PIPE, text=True, env=env)
-    hidden = tmp_path / ".out.partial.mp4"
+    def hidden():  # the run's unique temporary file, .out.XXXXXXXX.partial.mp4
+        return list(tmp_path.glob(".out.*.partial.mp4"))
+
     deadline = time.time() + 30
-    while time.time() < deadline and not hidden.exists():
+    while time.time() < deadline and not hidden():
         time.sleep(0.05)
     time.sleep(1.0)  # some frames in, far from all 400
     proc.send_signal(signal.SIGTERM)
@@ -136,5 +138,5 @@ def test_sigterm_keeps_a_playable_partial_video(tmp_path, model):
     if proc.returncode == 0:
         pytest.skip("the video finished before the signal arrived")
     assert proc.returncode == EXIT_INTERRUPTED, err
-    assert not (tmp_path / "out.mp4").exists() and not hidden.exists()
+    assert not (tmp_path / "out.mp4").exists() and not hidden()
     assert 0 < decodable_frames(tmp_path / "out.partial.mp4") < 400

@@ -1,0 +1,147 @@
+"""What makes an output the same picture as its input, besides the pixels: orientation, colour
+profile, EXIF and resolution (read and written with Pillow), and checks that an input file is one
+whole, undamaged picture.
+
+- EXIF orientation is applied when reading (a phone portrait stays upright) and the written EXIF
+  says orientation 1, so no viewer rotates it twice.
+- The ICC profile, EXIF and DPI go to the output where its format holds them: PNG (iCCP, eXIf,
+  pHYs chunks, written by PngStripWriter), JPEG (APP2, APP1, JFIF), WebP (ICCP, EXIF chunks) and
+  8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them).
+  The DPI is multiplied by the model's scale, so the printed size stays the same.
+- An input with several frames (APNG, animated WebP or GIF, multi-page TIFF) is refused: only
+  its first frame would be restored.
+- A JPEG that libjpeg decodes with a warning ("Corrupt JPEG data", "premature end") is damaged:
+  the missing part would come out flat grey.
+"""
+import contextlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+ORIENTATION = 0x0112
+# EXIF orientation -> how to turn the stored pixels upright (numpy, any dtype and channel count).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@dataclass
+class ImageInfo:
+    """What an output carries over from its input (None: the input had none)."""
+
+    icc_profile: bytes = None
+    exif: bytes = None  # an EXIF block (TIFF structure, no "Exif\0\0" prefix) with orientation 1
+    dpi: tuple = None  # (x, y) dots per inch
+    orientation: int = 1  # as stored in the input, already applied to the pixels read
+
+    def scaled(self, scale):
+        """The info for an output ``scale`` times larger: same print size, so DPI x scale."""
+        if self.dpi is None or scale == 1:
+            return self
+        return ImageInfo(self.icc_profile, self.exif, tuple(d * scale for d in self.dpi), self.orientation)
+
+
+def read_info(path):
+    """ImageInfo of an image file, InputError for one with several frames. Files Pillow cannot
+    open (some 16-bit and float TIFFs) have no info; OpenCV still reads their pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    # The pixel limit is ours (image_header.check_image_file ran first); Pillow's own, lower one
+    # would warn on stderr or refuse a picture the runtime accepts.
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise InputError(path, f"has {frames} frames ({image.format} animation or pages); only single-frame images are restored",
+                                 "extract the frames (e.g. with ffmpeg) and restore the folder")
+            exif = image.getexif()
+            orientation = exif.get(ORIENTATION, 1)
+            raw = image.info.get("exif")
+            dpi = image.info.get("dpi")
+            icc = image.info.get("icc_profile") or None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return ImageInfo()
+    if raw:
+        exif[ORIENTATION] = 1
+        raw = exif.tobytes()
+        raw = raw[6:] if raw.startswith(b"Exif\x00\x00") else raw
+    if dpi is not None:
+        try:
+            dpi = tuple(float(d) for d in dpi[:2])
+            dpi = dpi if all(np.isfinite(dpi)) and min(dpi) > 0 else None
+        except (TypeError, ValueError):
+            dpi = None
+    return ImageInfo(icc, raw or None, dpi, orientation if orientation in _UPRIGHT else 1)
+
+
+def upright(image, orientation):
+    """``image`` turned as its EXIF orientation says (a copy in C order; the same array for 1)."""
+    turn = _UPRIGHT.get(orientation)
+    return image if turn is None else np.ascontiguousarray(turn(image))
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what C libraries (libjpeg) print on file descriptor 2 while the block runs; the
+    collected text is in the yielded list afterwards. Python's own stderr is flushed first."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    text = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.append(sink.read().decode(errors="replace"))
+
+
+JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end", "premature end", "Bogus", "Invalid JPEG", "Unsupported marker")
+
+
+def check_decoder_messages(path, messages):
+    """InputError when libjpeg warned while decoding ``path``: its picture is incomplete."""
+    for line in "".join(messages).splitlines():
+        if any(word in line for word in JPEG_DAMAGE):
+            raise InputError(path, f"is damaged ({line.strip().rstrip('.')}): part of the picture is missing",
+                             "use an undamaged copy of the file")
+
+
+def save_with_pillow(image, path, fmt, info, quality):
+    """Write an 8-bit RGB(A)/gray(+alpha) array with Pillow in ``fmt`` (JPEG, WEBP, TIFF), with
+    ``info``'s profile, EXIF and DPI. JPEG holds no alpha: it is dropped there."""
+    from PIL import Image
+
+    channels = image.shape[2] if image.ndim == 3 else 1
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+    picture = Image.fromarray(image[..., 0] if image.ndim == 3 and channels == 1 else image, mode)
+    if fmt == "JPEG" and channels in (2, 4):
+        picture = picture.convert("L" if channels == 2 else "RGB")
+    options = {}
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if fmt == "JPEG":
+        options["subsampling"] = 0 if quality >= 90 else 2  # full-resolution colour at high quality: restored edges stay crisp
+    if info.icc_profile:
+        options["icc_profile"] = info.icc_profile
+    if info.exif:
+        options["exif"] = b"Exif\x00\x00" + info.exif if fmt in ("JPEG", "WEBP") else info.exif
+    if info.dpi:
+        options["dpi"] = tuple(int(round(d)) for d in info.dpi) if fmt == "JPEG" else info.dpi
+    if fmt == "TIFF":
+        options["compression"] = "tiff_lzw"
+    picture.save(path, fmt, **options)

@@ -1,0 +1,120 @@
+"""Rule 7 of docs/RELIABILITY.md: an output is the same picture as its input: upright, same colour
+profile, EXIF and print size, alpha kept, gray+alpha stays gray+alpha. Files are made with Pillow
+and restored by the real command with a real (tiny) ONNX model."""
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from restore.runtime.streams import read_image
+from restore.runtime.image_meta import ORIENTATION
+
+MAKE, SOFTWARE = 0x010F, 0x0131
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def tagged(kit, orientation=1):
+    exif = Image.Exif()
+    exif[MAKE] = "RestoreTestCam"
+    exif[ORIENTATION] = orientation
+    return Image.fromarray(kit.noise((30, 50, 3))), exif
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_on_read(tmp_path, kit, orientation):
+    picture, exif = tagged(kit, orientation)
+    path = tmp_path / "o.png"
+    picture.save(path, exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)))
+    np.testing.assert_array_equal(read_image(path), expected)
+
+
+def test_a_phone_portrait_comes_out_upright_with_orientation_1(tmp_path, kit, tiny_model):
+    picture, exif = tagged(kit, orientation=6)  # stored landscape, shown portrait
+    src = tmp_path / "phone.jpg"
+    picture.save(src, exif=exif, quality=95)
+    out = tmp_path / "out.jpg"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    with Image.open(out) as restored:
+        assert restored.size == (30, 50), "portrait: 30 wide, 50 high"
+        assert restored.getexif().get(ORIENTATION, 1) == 1, "already upright: no viewer may turn it again"
+        assert restored.getexif()[MAKE] == "RestoreTestCam"
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif"])
+def test_icc_profile_exif_and_dpi_are_carried_to_the_output(tmp_path, kit, tiny_model, suffix):
+    picture, exif = tagged(kit)
+    src = tmp_path / "tagged.png"
+    picture.save(src, exif=exif, icc_profile=SRGB, dpi=(300, 300))
+    out = tmp_path / f"out{suffix}"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    with Image.open(out) as restored:
+        assert restored.info.get("icc_profile") == SRGB
+        assert restored.getexif().get(MAKE) == "RestoreTestCam"
+        if suffix != ".webp":  # WebP has no resolution field
+            assert restored.info["dpi"] == pytest.approx((300, 300), abs=0.5)
+
+
+def test_dpi_scales_with_the_model_so_the_print_size_stays(tmp_path, kit):
+    from restore.runtime.testing import write_conv_artifact
+
+    x4 = write_conv_artifact(tmp_path / "x4", layers=1, scale=4, tile=32, overlap=8, batch=2)
+    src = tmp_path / "in.png"
+    Image.fromarray(kit.noise((20, 24, 3))).save(src, dpi=(72, 72))
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.png", "--model", x4, "-q")
+    assert result.code == 0, result.stderr
+    with Image.open(tmp_path / "out.png") as restored:
+        assert restored.size == (96, 80)
+        assert restored.info["dpi"] == pytest.approx((288, 288), abs=0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_png_stays_gray_alpha_with_its_alpha(tmp_path, kit, tiny_model, dtype):
+    gray = kit.noise((24, 40), dtype, seed=1)
+    alpha = kit.noise((24, 40), dtype, seed=2)
+    src = tmp_path / "la.png"
+    if dtype == np.uint8:
+        Image.fromarray(np.dstack([gray, alpha]), "LA").save(src)
+    else:
+        from restore.runtime.streams import PngStripWriter
+
+        writer = PngStripWriter(src, (24, 40, 2), dtype)
+        writer[0:24] = np.dstack([gray, alpha])
+        writer.close()
+    out = tmp_path / "out.png"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    with open(out, "rb") as f:
+        assert f.read(26)[25] == 4, "PNG colour type 4: gray + alpha"
+    restored = read_image(out)
+    assert restored.shape == (24, 40, 2) and restored.dtype == dtype
+    np.testing.assert_array_equal(restored[..., 1], alpha)
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".tif"])
+def test_gray_alpha_keeps_its_alpha_in_other_formats(tmp_path, kit, tiny_model, suffix):
+    src = tmp_path / "la.png"
+    alpha = kit.noise((24, 40), seed=2)
+    Image.fromarray(np.dstack([kit.noise((24, 40), seed=1), alpha]), "LA").save(src)
+    out = tmp_path / f"out{suffix}"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    with Image.open(out) as restored:
+        assert restored.mode in ("LA", "RGBA")
+        np.testing.assert_array_equal(np.asarray(restored)[..., -1], alpha)
+
+
+def test_quality_sets_jpeg_and_webp_compression(tmp_path, kit, tiny_model):
+    src = tmp_path / "in.png"
+    Image.fromarray(kit.noise((64, 64, 3))).save(src)
+    for suffix in (".jpg", ".webp"):
+        sizes = {}
+        for quality in (20, 95):
+            out = tmp_path / f"q{quality}{suffix}"
+            result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "--quality", quality, "-q")
+            assert result.code == 0, result.stderr
+            sizes[quality] = out.stat().st_size
+        assert sizes[20] < sizes[95] * 0.7, sizes
+    bad = kit.run_cli("restore", "run", src, "-o", tmp_path / "x.jpg", "--model", tiny_model, "--quality", 0)
+    assert bad.code == 2 and "Traceback" not in bad.stderr
