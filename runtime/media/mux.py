@@ -1,0 +1,274 @@
+"""Write a video: the encode thread, the streams copied from the source, atomic finals.
+
+``VideoWriter`` takes restored RGB frames with their timestamps, encodes them on its own thread
+(bounded queue: a slow encoder makes the restorer wait) and muxes them with the packets of the
+source's other streams. Stream policy (``plan_streams``): audio, subtitles and chapters/metadata
+are copied packet for packet; an audio stream the container cannot hold is transcoded (AAC, or
+Opus for WebM) and a subtitle or data stream it cannot hold is dropped -- each with a one-line
+notice on stderr. ``--audio none`` leaves audio out, ``--audio aac`` transcodes it.
+
+Outputs are atomic. A file is written to a hidden ``.NAME.partial.EXT`` and renamed when done,
+after checking that every encoded frame is in it. On Ctrl-C/SIGTERM the encoder is flushed and
+the container finished (so its index is written) and the file is kept as ``NAME.partial.EXT``:
+a playable video of the frames restored so far, whose name says it is incomplete. On any other
+error it is removed. ``-`` writes the container (Matroska) to stdout, nothing else goes there.
+"""
+import contextlib
+import dataclasses
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+
+from ..atomic import output_error
+from ..errors import ConfigError, InputError, OutputError, RestoreError
+from .encode import EncoderSettings, add_video_stream, encode_frame
+from .probe import count_video_packets
+from .queues import DONE, get, put
+from .sources import OUTPUT_FORMATS, STDIO, output_format
+
+AUDIO_MODES = ("copy", "none", "aac")
+_DROPPED_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"}  # the muxer writes its own
+
+
+def notice(message):
+    print(f"restore: note: {message}", file=sys.stderr, flush=True)
+
+
+def check_container(settings, dst):
+    """ConfigError when the output ``dst``'s container cannot hold the chosen codec."""
+    fmt = output_format(dst)
+    if fmt is None:
+        raise ConfigError(dst, f"cannot write {Path(str(dst)).suffix or 'extensionless'} video", f"use one of {', '.join(sorted(OUTPUT_FORMATS))}")
+    if settings.spec.family not in _supported_codecs(fmt):
+        raise ConfigError(dst, f"{fmt} cannot hold {settings.codec} video", "choose another --codec or output suffix (.mkv holds them all)")
+    return fmt
+
+
+def _supported_codecs(fmt):
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(), "w", format=fmt) as probe:
+        return probe.supported_codecs
+
+
+@dataclasses.dataclass
+class Route:
+    """One copied or transcoded stream: the source stream, the output stream, and how."""
+    source: object
+    out: object
+    transcode: bool
+
+
+def plan_streams(src, out, audio, skip_index, subject):
+    """Routes for the source's streams other than the restored video (see the module doc)."""
+    supported = out.supported_codecs
+    target = "aac" if "aac" in supported else "libopus" if "opus" in supported else None
+    routes = {}
+    for stream in src.streams:
+        if stream.index == skip_index:
+            continue
+        name = stream.codec_context.name if stream.codec_context else stream.type
+        if stream.type == "audio":
+            if audio == "none":
+                continue
+            if audio == "copy" and name in supported:
+                routes[stream.index] = Route(stream, out.add_stream_from_template(stream), False)
+            elif target is None:
+                notice(f"{subject}: {out.format.name} holds no audio this build can encode: audio stream {stream.index} ({name}) dropped")
+                continue
+            else:
+                if audio == "copy":
+                    notice(f"{subject}: {out.format.name} cannot hold {name} audio: stream {stream.index} transcoded to {target}")
+                ctx = stream.codec_context
+                encoded = out.add_stream(target, rate=ctx.sample_rate, layout=ctx.layout.name)
+                routes[stream.index] = Route(stream, encoded, True)
+        elif stream.type == "subtitle" and name in supported:
+            routes[stream.index] = Route(stream, out.add_stream_from_template(stream), False)
+        else:
+            notice(f"{subject}: {out.format.name} cannot hold {stream.type} stream {stream.index} ({name}): dropped")
+            continue
+        routes[stream.index].out.metadata.update(stream.metadata)
+    return routes
+
+
+class VideoWriter:
+    """Encode RGB frames on a thread; atomic rename on ``close()``; ``abort()`` on failure.
+
+    ``info``: the output picture (VideoInfo: size, time base, rate, depth, colour, rotation).
+    ``source``: a VideoReader whose other streams, container metadata and chapters are copied."""
+
+    def __init__(self, dst, info, settings=None, source=None, audio="copy", queue_size=8):
+        self.to_stdout = str(dst) == STDIO
+        self.path = STDIO if self.to_stdout else Path(dst)
+        self.settings = settings or EncoderSettings()
+        self.info = info
+        fmt = check_container(self.settings, dst)
+        if not self.to_stdout:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+            self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+        self.frames = 0
+        self._queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._error = None
+        self._ended = False  # closed or aborted: abort() is then a no-op
+        self.container = None
+        try:  # a Ctrl-C while the container is being opened must not leave the file behind
+            import av
+
+            try:
+                target = sys.stdout.buffer if self.to_stdout else str(self.tmp)
+                self.container = av.open(target, "w", format=fmt)
+            except OSError as e:
+                raise output_error(self.path, e) from None
+            self.video = add_video_stream(self.container, self.settings, info, self.path)
+            self._routes = {}
+            if source is not None:
+                subject = source.subject
+                self._routes = plan_streams(source.container, self.container, audio, source.stream.index, subject)
+                source.passthrough = set(self._routes)
+                self.container.metadata.update({k: v for k, v in source.container.metadata.items() if k not in _DROPPED_METADATA})
+                chapters = source.container.chapters()
+                if chapters:
+                    self.container.set_chapters(chapters)
+            self._thread = threading.Thread(target=self._encode, name="encode", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._close_container()
+            self._remove_tmp()
+            raise
+
+    # --- encode thread -----------------------------------------------------------------------
+    def _encode(self):
+        try:
+            while True:
+                item = get(self._queue)
+                if item is DONE:
+                    return
+                if isinstance(item, tuple):
+                    image, pts = item
+                    for packet in self.video.encode(encode_frame(self.video, image, pts, self.info)):
+                        self.container.mux(packet)
+                    self.frames += 1
+                else:
+                    self._copy(item)
+        except Exception as e:
+            self._error = e
+            self._stop.set()
+
+    def _copy(self, packet):
+        route = self._routes[packet.stream.index]
+        if not route.transcode:
+            packet.stream = route.out
+            self.container.mux(packet)
+            return
+        for frame in route.source.decode(packet):
+            frame.pts = None  # the encoder's own sample count: transcoded audio starts where the source's does
+            self.container.mux(route.out.encode(frame))
+
+    # --- caller side ---------------------------------------------------------------------------
+    def write(self, image, pts=None):
+        """Queue one restored frame (``pts`` in ``info.time_base``; default: the frame number)."""
+        if image.shape[1::-1] != (self.info.width, self.info.height):
+            raise InputError(self.path, f"frame of size {image.shape[1]}x{image.shape[0]} in a {self.info.width}x{self.info.height} video",
+                             "all frames must have one size")
+        if not put(self._queue, (image, self.frames if pts is None else pts), self._stop):
+            raise self._failure()
+
+    def copy(self, packets):
+        """Queue packets of copied streams (from ``Frame.packets``)."""
+        for packet in packets:
+            if not put(self._queue, packet, self._stop):
+                raise self._failure()
+
+    def _failure(self):
+        error = self._error
+        if isinstance(error, RestoreError):
+            return error
+        if isinstance(error, OSError) and error.errno:
+            return output_error(self.path, error)
+        return OutputError(self.path, f"video encoding failed ({error})")
+
+    def _finish(self):
+        """Drain the queue, flush the encoders and write the container's trailer (index)."""
+        put(self._queue, DONE, self._stop)  # taken by the encoder; _stop is set only if it died
+        self._thread.join()
+        if self._error is None:
+            try:
+                self.container.mux(self.video.encode(None))
+                for route in self._routes.values():
+                    if route.transcode:
+                        self.container.mux(route.out.encode(None))
+            except Exception as e:  # noqa: BLE001 -- reported like an error in the thread
+                self._error = e
+        self._close_container()
+
+    def _close_container(self):
+        if self.container is None:
+            return
+        container, self.container = self.container, None
+        try:
+            container.close()
+        except Exception as e:  # noqa: BLE001
+            self._error = self._error or e
+
+    def close(self):
+        self._ended = True
+        try:
+            self._finish()
+            if self._error is not None:
+                raise self._failure()
+            if self.to_stdout:
+                return self.path
+            if count_video_packets(self.tmp) < self.frames:
+                raise OutputError(self.path, f"the encoded video does not hold all {self.frames} frames (disk full or file size limit?)",
+                                  "free some space and run again")
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(self.tmp, self.path)
+            self._remove(self.partial)  # what an interrupted earlier run kept is superseded now
+        except OSError as e:
+            self._remove_tmp()
+            raise output_error(self.path, e) from None
+        except BaseException:  # including Ctrl-C while finishing: no temporary file stays behind
+            self._remove_tmp()
+            raise
+        return self.path
+
+    def abort(self, keep_partial):
+        """Stop after the frames queued so far. ``keep_partial``: finish the file as a playable
+        NAME.partial.EXT (if it has frames); otherwise remove it. Returns the kept path or None."""
+        if self._ended:
+            return None
+        self._ended = True
+        if self._thread.is_alive():
+            self._finish()
+        else:
+            self._close_container()
+        if self.to_stdout:
+            return None
+        if keep_partial and self.frames > 0 and self._error is None and _plays(self.tmp, self.frames):
+            os.replace(self.tmp, self.partial)
+            return self.partial
+        self._remove_tmp()
+        return None
+
+    def _remove_tmp(self):
+        if not self.to_stdout:
+            self._remove(self.tmp)
+
+    @staticmethod
+    def _remove(path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _plays(path, frames):
+    try:
+        return count_video_packets(path) >= frames
+    except Exception:  # noqa: BLE001 -- unreadable: not worth keeping
+        return False
