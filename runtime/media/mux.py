@@ -41,7 +41,7 @@ def check_container(settings, dst):
     fmt = output_format(dst)
     if fmt is None:
         raise ConfigError(dst, f"cannot write {Path(str(dst)).suffix or 'extensionless'} video", f"use one of {', '.join(sorted(OUTPUT_FORMATS))}")
-    if settings.spec.family not in _supported_codecs(fmt):
+    if not _holds(_supported_codecs(fmt), settings.spec.family):
         raise ConfigError(dst, f"{fmt} cannot hold {settings.codec} video", "choose another --codec or output suffix (.mkv holds them all)")
     return fmt
 
@@ -55,6 +55,11 @@ def _supported_codecs(fmt):
         return probe.supported_codecs
 
 
+def _holds(supported, codec):
+    """Whether a muxer takes ``codec``; one that lists no codecs (mpegts) is given the chance."""
+    return not supported or codec in supported
+
+
 @dataclasses.dataclass
 class Route:
     """One copied or transcoded stream: the source stream, the output stream, and how."""
@@ -66,7 +71,7 @@ class Route:
 def plan_streams(src, out, audio, skip_index, subject):
     """Routes for the source's streams other than the restored video (see the module doc)."""
     supported = out.supported_codecs
-    target = "aac" if "aac" in supported else "libopus" if "opus" in supported else None
+    target = "aac" if _holds(supported, "aac") else "libopus" if _holds(supported, "opus") else None
     routes = {}
     for stream in src.streams:
         if stream.index == skip_index:
@@ -75,7 +80,7 @@ def plan_streams(src, out, audio, skip_index, subject):
         if stream.type == "audio":
             if audio == "none":
                 continue
-            if audio == "copy" and name in supported:
+            if audio == "copy" and _holds(supported, name):
                 routes[stream.index] = Route(stream, out.add_stream_from_template(stream), False)
             elif target is None:
                 notice(f"{subject}: {out.format.name} holds no audio this build can encode: audio stream {stream.index} ({name}) dropped")
@@ -86,7 +91,7 @@ def plan_streams(src, out, audio, skip_index, subject):
                 ctx = stream.codec_context
                 encoded = out.add_stream(target, rate=ctx.sample_rate, layout=ctx.layout.name)
                 routes[stream.index] = Route(stream, encoded, True)
-        elif stream.type == "subtitle" and name in supported:
+        elif stream.type == "subtitle" and _holds(supported, name):
             routes[stream.index] = Route(stream, out.add_stream_from_template(stream), False)
         else:
             notice(f"{subject}: {out.format.name} cannot hold {stream.type} stream {stream.index} ({name}): dropped")
