@@ -168,7 +168,7 @@ def video_codec(sizes, frames):
             with VideoReader(path) as reader:
                 decoded = sum(1 for _ in reader)
             decode_s = time.perf_counter() - start
-            out.append({"size": size, "frames": frames, "codec": "h264 (libx264 medium, PyAV)", "encode_fps": frames / encode_s,
+            out.append({"size": size, "frames": frames, "codec": "h264 (libx264 CRF 18 veryfast, PyAV)", "encode_fps": frames / encode_s,
                         "decode_fps": decoded / decode_s, "decoded_frames": decoded})
             _log(f"video {size}: encode {out[-1]['encode_fps']:.1f} fps, decode {out[-1]['decode_fps']:.1f} fps")
     return out

@@ -169,7 +169,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, video=None):
 @click.option("--frames", is_flag=True, help="Write videos as folders of PNG frames.")
 @click.option("--codec", default="h264", show_default=True, help="Video codec: h264, hevc, av1, prores, ffv1, nvenc.")
 @click.option("--crf", type=int, help="Constant quality (lower is better; default 18 for h264, 20 hevc, 30 av1).")
-@click.option("--preset", help="Encoder speed preset (h264/hevc: ultrafast..veryslow, default medium; av1: 0..13; nvenc: p1..p7).")
+@click.option("--preset", help="Encoder speed preset (h264/hevc: ultrafast..veryslow, default veryfast; av1: 0..13, default 8; nvenc: p1..p7, default p5).")
 @click.option("--pix-fmt", help="Output pixel format (default: yuv420p, yuv444p for odd sizes, 10-bit for deep sources).")
 @click.option("--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Raw encoder option, repeatable (e.g. tune=film).")
 @click.option("--audio", type=click.Choice(["copy", "none", "aac"]), default="copy", show_default=True, help="Audio streams: copied packet for packet, left out, or transcoded to AAC.")
