@@ -58,6 +58,7 @@ class VideoReader:
             self._carry = []  # copied-stream packets waiting for the next frame
             self._last_pts = None
             self.decoded = self.dropped = 0
+            self.busy_s = 0.0  # seconds the decode thread spent decoding, not waiting (benchmarks/media.py)
             self._first = self._next_frame()
             if self._first is None:
                 raise InputError(self.subject, "no frame of this video decodes (empty, corrupt or unsupported codec)", "check the file or remove it")
@@ -134,7 +135,9 @@ class VideoReader:
             while decoded is not None and not self._stop.is_set():
                 if self.live and not is_stream(self.source):
                     pace = self._pace(decoded[0], pace)
+                start = time.perf_counter()
                 item = self._to_frame(decoded)
+                self.busy_s += time.perf_counter() - start
                 if self.live:
                     try:
                         self._queue.put_nowait(item)
@@ -143,7 +146,9 @@ class VideoReader:
                         self._carry = item.packets + self._carry  # the audio of a dropped frame is kept
                 elif not put(self._queue, item, self._stop):
                     return
+                start = time.perf_counter()
                 decoded = self._next_frame()
+                self.busy_s += time.perf_counter() - start
             self.leftover = [p for p in self._carry if p.stream.index in self.passthrough]
         except Exception as e:  # handed to the consumer thread, which raises it
             self._error = e

@@ -9,6 +9,7 @@ cropped; sources above 8 bits get the 10-bit variant where the codec has one (yu
 for NVENC). Options are checked when the command line is parsed (ConfigError, exit 7).
 """
 import dataclasses
+import os
 
 from ..errors import BackendError, ConfigError
 
@@ -24,6 +25,7 @@ class Codec:
     preset: str = None  # default preset
     formats: dict = None  # (bits > 8, even size) -> pixel format
     notes: str = ""
+    quiet: dict = None  # options that keep the encoder's own banner off stderr (the CLI's one-line policy)
 
 
 def _formats(p8_even, p8_odd, p10_even, p10_odd):
@@ -32,7 +34,8 @@ def _formats(p8_even, p8_odd, p10_even, p10_odd):
 
 CODECS = {
     "h264": Codec("libx264", "h264", ("crf", 18, 51), X26X_PRESETS, "veryfast", _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")),
-    "hevc": Codec("libx265", "hevc", ("crf", 20, 51), X26X_PRESETS, "veryfast", _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")),
+    "hevc": Codec("libx265", "hevc", ("crf", 20, 51), X26X_PRESETS, "veryfast", _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le"),
+                  quiet={"x265-params": "log-level=error"}),
     "av1": Codec("libsvtav1", "av1", ("crf", 30, 63), tuple(str(i) for i in range(14)), "8", _formats("yuv420p", None, "yuv420p10le", None),
                  "SVT-AV1 takes 4:2:0 only: even sizes"),
     "prores": Codec("prores_ks", "prores", None, (), None, _formats("yuv422p10le", "yuv444p10le", "yuv422p10le", "yuv444p10le")),
@@ -93,7 +96,7 @@ class EncoderSettings:
         return chosen
 
     def encoder_options(self):
-        options = {}
+        options = dict(self.spec.quiet or {})
         if self.spec.crf is not None:
             name, default, _ = self.spec.crf
             options[name] = str(default if self.crf is None else self.crf)
@@ -119,6 +122,7 @@ def add_video_stream(container, settings, info, subject):
     import av
 
     pix_fmt = settings.pixel_format(info.width, info.height, info.bits)
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration to stderr unless told: errors only
     try:
         stream = container.add_stream(settings.spec.encoder, rate=info.rate, options=settings.encoder_options())
     except (av.FFmpegError, ValueError) as e:

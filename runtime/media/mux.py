@@ -19,6 +19,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 
 from ..atomic import output_error
@@ -87,7 +88,7 @@ def plan_streams(src, out, audio, skip_index, subject):
                 continue
             else:
                 if audio == "copy":
-                    notice(f"{subject}: {out.format.name} cannot hold {name} audio: stream {stream.index} transcoded to {target}")
+                    notice(f"{subject}: {out.format.name} cannot hold {name} audio: stream {stream.index} transcoded to {target.removeprefix('lib')}")
                 ctx = stream.codec_context
                 encoded = out.add_stream(target, rate=ctx.sample_rate, layout=ctx.layout.name)
                 routes[stream.index] = Route(stream, encoded, True)
@@ -117,6 +118,7 @@ class VideoWriter:
             self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
             self.partial = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         self.frames = 0
+        self.busy_s = 0.0  # seconds the encode thread spent encoding and muxing, not waiting
         self._queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._error = None
@@ -154,6 +156,7 @@ class VideoWriter:
                 item = get(self._queue)
                 if item is DONE:
                     return
+                start = time.perf_counter()
                 if isinstance(item, tuple):
                     image, pts = item
                     for packet in self.video.encode(encode_frame(self.video, image, pts, self.info)):
@@ -161,6 +164,7 @@ class VideoWriter:
                     self.frames += 1
                 else:
                     self._copy(item)
+                self.busy_s += time.perf_counter() - start
         except Exception as e:
             self._error = e
             self._stop.set()

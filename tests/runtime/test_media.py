@@ -120,6 +120,41 @@ def test_x4_model_and_ffv1_are_lossless_in_size(tmp_path):
     assert after["size"] == (132, 68) and after["codecs"] == ["ffv1"] and len(after["times"]) == 3
 
 
+def test_chapters_and_metadata_are_copied(tmp_path, identity):
+    from fractions import Fraction
+
+    src = tmp_path / "chapters.mkv"
+    with av.open(str(src), "w") as out:
+        out.metadata["title"] = "a film"
+        out.set_chapters([{"id": i + 1, "start": 5 * i, "end": 5 * i + 5, "time_base": Fraction(1, 10), "metadata": {"title": name}}
+                          for i, name in enumerate(["one", "two"])])
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8))
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    media.restore_video(identity, src, tmp_path / "out.mp4", progress=False)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        chapters = [(float(ch["start"] * ch["time_base"]), ch["metadata"]["title"]) for ch in c.chapters()]
+        assert chapters == [(0.0, "one"), (0.5, "two")] and c.metadata["title"] == "a film"
+
+
+@pytest.mark.parametrize("codec, suffix, audio, note", [
+    ("av1", ".webm", "opus", "webm cannot hold aac audio: stream 1 transcoded to opus"),
+    ("hevc", ".mkv", "aac", None), ("prores", ".mov", "aac", None),
+])
+def test_other_codecs_and_audio_the_container_cannot_hold(tmp_path, identity, capfd, codec, suffix, audio, note):
+    src = write_test_video(tmp_path / "in.mkv", frames=4, size=(64, 48), audio="aac")
+    capfd.readouterr()
+    media.restore_video(identity, src, tmp_path / f"out{suffix}", progress=False, settings=media.EncoderSettings(codec))
+    after = describe(tmp_path / f"out{suffix}")
+    assert after["codecs"][1:] == [audio] and len(after["times"]) == 4
+    err = capfd.readouterr().err  # the encoders' own banners stay off stderr too
+    assert err == (f"restore: note: {src}: {note}\n" if note else ""), err
+
+
 def test_size_change_mid_stream_is_refused_in_one_line(tmp_path, model, monkeypatch, capsys):
     a = write_test_video(tmp_path / "a.ts", frames=5, size=(64, 48), format="mpegts")
     b = write_test_video(tmp_path / "b.ts", frames=5, size=(80, 48), format="mpegts", seed=1)
