@@ -253,7 +253,7 @@ def main(argv=None):
     import av
 
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    report = {"command": "python -m restore.benchmarks.media " + " ".join(argv or []), "cpu": cpu_model(), "cores": _cores(),
+    report = {"command": " ".join(["python -m restore.benchmarks.media", *(argv or [])]), "cpu": cpu_model(), "cores": _cores(),
               "date": datetime.date.today().isoformat(), "pyav": av.__version__, "codec": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

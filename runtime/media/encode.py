@@ -51,7 +51,7 @@ class EncoderSettings:
     crf: int = None
     preset: str = None
     pix_fmt: str = None
-    options: tuple = ()  # (key, value) pairs passed to the encoder as they are
+    options: tuple = ()  # (key, value) pairs passed to the encoder as they are (parse_encoder_options)
 
     def __post_init__(self):
         codec = CODECS.get(self.codec)
@@ -73,9 +73,6 @@ class EncoderSettings:
             raise ConfigError(f"--preset {self.preset}", f"not a preset of {self.codec}", hint)
         if self.pix_fmt is not None and self.pix_fmt not in formats:
             raise ConfigError(f"--pix-fmt {self.pix_fmt}", f"{codec.encoder} cannot encode this pixel format", f"use one of {', '.join(sorted(formats))}")
-        for key, value in self.options:
-            if not key or value is None:
-                raise ConfigError(f"--encoder-opt {key}", "not KEY=VALUE", "e.g. --encoder-opt tune=film")
 
     @property
     def spec(self):

@@ -94,6 +94,9 @@ def plan_streams(src, out, audio, skip_index, subject):
                 routes[stream.index] = Route(stream, encoded, True)
         elif stream.type == "subtitle" and _holds(supported, name):
             routes[stream.index] = Route(stream, out.add_stream_from_template(stream), False)
+        elif stream.type == "video":
+            notice(f"{subject}: only the first video stream is restored: video stream {stream.index} ({name}) dropped")
+            continue
         else:
             notice(f"{subject}: {out.format.name} cannot hold {stream.type} stream {stream.index} ({name}): dropped")
             continue

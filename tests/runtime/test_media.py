@@ -316,3 +316,18 @@ def test_stream_sources_are_strings_not_paths():
         media.VideoReader(os.devnull)
     with pytest.raises(ConfigError):
         media.check_container(media.EncoderSettings(), "out.gif")
+
+
+def test_urls_are_not_mangled_and_stdout_takes_one_video(tmp_path, model, monkeypatch, capsys):
+    from pathlib import Path
+
+    from restore.runtime.run_cli import _expand
+
+    assert _expand(["rtsp://cam.local:554/live/1"], "out.mkv", None, False) == [("video", "rtsp://cam.local:554/live/1", Path("out.mkv"))]
+    assert _expand(["http://h/a/clip.mp4"], tmp_path, None, False)[0][2] == tmp_path / "clip.mp4"
+    assert _expand(["-"], "-", None, False) == [("video", "-", "-")]
+    (tmp_path / "a.png").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert restore(monkeypatch, "run", "a.png", "-o", "-", "--model", model, "-q") == 7
+    assert "stdout takes one video" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no folder named '-'
