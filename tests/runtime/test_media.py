@@ -155,6 +155,38 @@ def test_other_codecs_and_audio_the_container_cannot_hold(tmp_path, identity, ca
     assert err == (f"restore: note: {src}: {note}\n" if note else ""), err
 
 
+def test_subtitles_are_copied_where_the_container_holds_them(tmp_path, identity, capfd):
+    from fractions import Fraction
+
+    src = tmp_path / "subs.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.codec_context.time_base = video.time_base = Fraction(1, 10)
+        subs = out.add_mux_stream("subrip")
+        subs.time_base = Fraction(1, 1000)
+        for i in range(8):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8))
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            out.mux(video.encode(frame))
+            if i in (2, 6):
+                packet = av.Packet(f"line {i}".encode())
+                packet.stream, packet.pts, packet.dts, packet.duration, packet.time_base = subs, 100 * i, 100 * i, 150, Fraction(1, 1000)
+                out.mux(packet)
+        out.mux(video.encode(None))
+
+    def cues(path):
+        with av.open(str(path)) as c:
+            return [(bytes(p), float(p.pts * p.time_base)) for s in c.streams.subtitles for p in c.demux(s) if p.size]
+
+    capfd.readouterr()
+    media.restore_video(identity, src, tmp_path / "out.mkv", progress=False)
+    assert cues(tmp_path / "out.mkv") == [(b"line 2", 0.2), (b"line 6", 0.6)] and capfd.readouterr().err == ""
+    media.restore_video(identity, src, tmp_path / "out.mp4", progress=False)
+    assert cues(tmp_path / "out.mp4") == []
+    assert capfd.readouterr().err == f"restore: note: {src}: mp4 cannot hold subtitle stream 1 (srt): dropped\n"
+
+
 def test_size_change_mid_stream_is_refused_in_one_line(tmp_path, model, monkeypatch, capsys):
     a = write_test_video(tmp_path / "a.ts", frames=5, size=(64, 48), format="mpegts")
     b = write_test_video(tmp_path / "b.ts", frames=5, size=(80, 48), format="mpegts", seed=1)
@@ -331,3 +363,14 @@ def test_urls_are_not_mangled_and_stdout_takes_one_video(tmp_path, model, monkey
     assert restore(monkeypatch, "run", "a.png", "-o", "-", "--model", model, "-q") == 7
     assert "stdout takes one video" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no folder named '-'
+
+
+def test_live_flag_paces_a_file_by_its_timestamps(tmp_path, model, monkeypatch, capsys):
+    src = write_test_video(tmp_path / "in.mkv", frames=20, size=(64, 48), fps=20)
+    start = time.monotonic()
+    assert restore(monkeypatch, "run", src, "-o", tmp_path / "out.mkv", "--model", model, "--live", "-q") == 0
+    assert time.monotonic() - start > 0.9  # 20 frames at 20 fps: the last is due 0.95 s after the first
+    line = [x for x in capsys.readouterr().err.splitlines() if x.startswith("restore: live: 20 frames in, ")][0]
+    written = int(line.split(", ")[1].split()[0])
+    times = describe(tmp_path / "out.mkv")["times"]
+    assert len(times) == written >= 18 and set(times) <= {i / 20 for i in range(20)}  # a drop under heavy load is allowed
