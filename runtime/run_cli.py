@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from .errors import ConfigError, InputError, PartialFailure, RestoreError
+from .media.mux import AUDIO_MODES
 from .pixels import unit_float
 
 BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
@@ -172,7 +173,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, video=None):
 @click.option("--preset", help="Encoder speed preset (h264/hevc: ultrafast..veryslow, default veryfast; av1: 0..13, default 8; nvenc: p1..p7, default p5).")
 @click.option("--pix-fmt", help="Output pixel format (default: yuv420p, yuv444p for odd sizes, 10-bit for deep sources).")
 @click.option("--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Raw encoder option, repeatable (e.g. tune=film).")
-@click.option("--audio", type=click.Choice(["copy", "none", "aac"]), default="copy", show_default=True, help="Audio streams: copied packet for packet, left out, or transcoded to AAC.")
+@click.option("--audio", type=click.Choice(AUDIO_MODES), default="copy", show_default=True, help="Audio streams: copied packet for packet, left out, or transcoded to AAC.")
 @click.option("--live", is_flag=True, help="Live source: pace by timestamps, drop frames when restoration is slower (automatic for udp/rtp/rtsp/srt and /dev/video*).")
 @click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")

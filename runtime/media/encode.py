@@ -65,9 +65,9 @@ class EncoderSettings:
             raise BackendError(f"--codec {self.codec}", f"this FFmpeg build has no {codec.encoder} encoder", "choose another --codec") from None
         if self.crf is not None:
             if codec.crf is None:
-                raise ConfigError(f"--crf {self.crf}", f"{self.codec} has no CRF", "leave --crf out (or pass --encoder-opt)")
+                raise ConfigError(f"--crf {self.crf}", f"{self.codec} has no CRF", "leave --crf out, or pass --encoder-opt")
             if not 0 <= self.crf <= codec.crf[2]:
-                raise ConfigError(f"--crf {self.crf}", f"out of range for {self.codec}", f"give 0 to {codec.crf[2]} (lower is better quality)")
+                raise ConfigError(f"--crf {self.crf}", f"out of range for {self.codec}", f"give 0 to {codec.crf[2]}; lower is better quality")
         if self.preset is not None and self.preset not in codec.presets:
             hint = f"use one of {', '.join(codec.presets)}" if codec.presets else "leave --preset out"
             raise ConfigError(f"--preset {self.preset}", f"not a preset of {self.codec}", hint)
