@@ -1,12 +1,13 @@
 """Video encoder choice and settings: codec, quality, speed, pixel format, raw encoder options.
 
 Defaults (``EncoderSettings()``): H.264 through libx264, CRF 18, preset veryfast -- visually
-lossless (luma PSNR above 40 dB), at 1.3x the bitrate of a CRF 23 source, and 2.4x the speed of
-preset medium, so the encoder stays off the critical path of a GPU restorer (benchmarks/media.py
-has the figures). Pixel format, when not given: 4:2:0 (what every player takes) when the output size is
-even in both directions, else 4:4:4, so an odd size such as 161x121 is kept exactly instead of
-cropped; sources above 8 bits get the 10-bit variant where the codec has one (yuv420p10le, p010le
-for NVENC). Options are checked when the command line is parsed (ConfigError, exit 7).
+lossless (luma PSNR above 42 dB against the frames before encoding), 1.25x the bitrate of a CRF 23
+source, and 1.4-2x the speed of preset medium, so the encoder stays off the critical path of a
+GPU restorer (benchmarks/media.py has the figures). Pixel format, when not given: 4:2:0 (what
+every player takes) when the output size is even in both directions, else 4:4:4, so an odd size
+such as 161x121 is kept exactly instead of cropped; sources above 8 bits get 10 bits (yuv420p10le,
+p010le for NVENC), 12-bit sources 12 bits where the codec has them (HEVC, FFV1). Options are
+checked when the command line is parsed (ConfigError, exit 7).
 """
 import dataclasses
 import os
@@ -23,23 +24,28 @@ class Codec:
     crf: tuple = None  # (option name, default, max) or None when the encoder has no CRF
     presets: tuple = ()  # accepted --preset values
     preset: str = None  # default preset
-    formats: dict = None  # (bits > 8, even size) -> pixel format
+    formats: dict = None  # (depth, even size) -> pixel format
     notes: str = ""
     quiet: dict = None  # options that keep the encoder's own banner off stderr (the CLI's one-line policy)
 
 
-def _formats(p8_even, p8_odd, p10_even, p10_odd):
-    return {(False, True): p8_even, (False, False): p8_odd, (True, True): p10_even, (True, False): p10_odd}
+def _formats(p8_even, p8_odd, p10_even, p10_odd, p12_even=None, p12_odd=None):
+    """(depth, even size) -> pixel format; depth 8, 10, or 12 where the encoder has it."""
+    formats = {(8, True): p8_even, (8, False): p8_odd, (10, True): p10_even, (10, False): p10_odd}
+    if p12_even:
+        formats.update({(12, True): p12_even, (12, False): p12_odd})
+    return formats
 
 
 CODECS = {
     "h264": Codec("libx264", "h264", ("crf", 18, 51), X26X_PRESETS, "veryfast", _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")),
-    "hevc": Codec("libx265", "hevc", ("crf", 20, 51), X26X_PRESETS, "veryfast", _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le"),
+    "hevc": Codec("libx265", "hevc", ("crf", 20, 51), X26X_PRESETS, "veryfast",
+                  _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le", "yuv420p12le", "yuv444p12le"),
                   quiet={"x265-params": "log-level=error"}),
     "av1": Codec("libsvtav1", "av1", ("crf", 30, 63), tuple(str(i) for i in range(14)), "8", _formats("yuv420p", None, "yuv420p10le", None),
                  "SVT-AV1 takes 4:2:0 only: even sizes"),
     "prores": Codec("prores_ks", "prores", None, (), None, _formats("yuv422p10le", "yuv444p10le", "yuv422p10le", "yuv444p10le")),
-    "ffv1": Codec("ffv1", "ffv1", None, (), None, _formats("yuv444p", "yuv444p", "yuv444p10le", "yuv444p10le")),
+    "ffv1": Codec("ffv1", "ffv1", None, (), None, _formats("yuv444p", "yuv444p", "yuv444p10le", "yuv444p10le", "yuv444p16le", "yuv444p16le")),
     "nvenc": Codec("h264_nvenc", "h264", ("cq", 19, 51), tuple(f"p{i}" for i in range(1, 8)), "p5", _formats("yuv420p", "yuv444p", "p010le", "yuv444p16le"),
                    "needs an NVIDIA GPU with NVENC"),
 }
@@ -87,7 +93,9 @@ class EncoderSettings:
             if chroma and ((chroma[0].width < 2 and width % 2) or (chroma[0].height < 2 and height % 2)):
                 raise ConfigError(f"--pix-fmt {self.pix_fmt}", f"subsamples chroma: cannot hold {width}x{height} exactly", "use a 4:4:4 format such as yuv444p")
             return self.pix_fmt
-        chosen = self.spec.formats[(bits > 8, width % 2 == 0 and height % 2 == 0)]
+        even = width % 2 == 0 and height % 2 == 0
+        depth = 8 if bits <= 8 else 12 if bits > 10 and (12, even) in self.spec.formats else 10
+        chosen = self.spec.formats[(depth, even)]
         if chosen is None:
             raise ConfigError(f"--codec {self.codec}", f"cannot encode {width}x{height} ({self.spec.notes})", "use --codec h264 or hevc for odd sizes")
         return chosen

@@ -78,24 +78,26 @@ def test_h264_aac_in_gives_h264_with_identical_audio_packets(tmp_path, model, mo
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
-def test_vfr_mkv_keeps_frame_count_and_timestamps(tmp_path, identity):
+@pytest.mark.parametrize("suffix, audio", [(".mkv", "libopus"), (".mp4", "aac")])
+def test_vfr_keeps_frame_count_and_timestamps(tmp_path, identity, suffix, audio):
     pts = [0, 40, 80, 200, 210, 220, 500, 540, 900, 1000, 1033, 1500]
-    src = write_test_video(tmp_path / "vfr.mkv", frames=len(pts), size=(64, 48), pts=pts, audio="libopus")
-    media.restore_video(identity, src, tmp_path / "out.mkv", progress=False)
-    after = describe(tmp_path / "out.mkv")
+    src = write_test_video(tmp_path / f"vfr{suffix}", frames=len(pts), size=(64, 48), pts=pts, audio=audio)
+    media.restore_video(identity, src, tmp_path / f"out{suffix}", progress=False)
+    after = describe(tmp_path / f"out{suffix}")
     assert after["times"] == [t / 1000 for t in pts]
     assert after["audio"] == describe(src)["audio"]
 
 
-@pytest.mark.parametrize("pix_fmt", ["yuv420p10le", "yuv444p12le"])
-def test_deep_video_stays_deep(tmp_path, identity, pix_fmt):
+@pytest.mark.parametrize("pix_fmt, codec, out_fmt", [("yuv420p10le", "h264", "yuv420p10le"), ("yuv444p12le", "h264", "yuv420p10le"),
+                                                ("yuv420p12le", "hevc", "yuv420p12le")])
+def test_deep_video_stays_deep(tmp_path, identity, pix_fmt, codec, out_fmt):
     src = write_test_video(tmp_path / "deep.mkv", frames=4, size=(64, 48), codec="libx265", pix_fmt=pix_fmt,
                            options={"x265-params": "log-level=none"})
     with media.VideoReader(src) as reader:
         frame = next(iter(reader)).image
     assert frame.dtype == np.uint16 and np.any(frame % 257)  # 8 bits widened would all be multiples of 257
-    media.restore_video(identity, src, tmp_path / "out.mkv", progress=False)
-    assert describe(tmp_path / "out.mkv")["pix_fmt"] == "yuv420p10le"  # H.264's deepest 4:2:0
+    media.restore_video(identity, src, tmp_path / "out.mkv", progress=False, settings=media.EncoderSettings(codec))
+    assert describe(tmp_path / "out.mkv")["pix_fmt"] == out_fmt  # H.264 stops at 10 bits, HEVC takes 12
 
     def first(path):
         with av.open(str(path)) as c:
