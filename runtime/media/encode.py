@@ -67,8 +67,13 @@ class EncoderSettings:
             import av
 
             formats = {f.name for f in av.codec.Codec(codec.encoder, "w").video_formats or ()}
+            supported = av.codec.context.CodecContext.create(codec.encoder, "w").supported_options
         except Exception:  # noqa: BLE001 -- any failure means: not in this FFmpeg build
             raise BackendError(f"--codec {self.codec}", f"this FFmpeg build has no {codec.encoder} encoder", "choose another --codec") from None
+        known = {o.name for o in supported.generic} | {o.name for o in supported.private}
+        for key, _ in self.options:  # FFmpeg would ignore an unknown one without a word
+            if key not in known:
+                raise ConfigError(f"--encoder-opt {key}", f"not an option of {codec.encoder}", f"see `ffmpeg -h encoder={codec.encoder}`")
         if self.crf is not None:
             if codec.crf is None:
                 raise ConfigError(f"--crf {self.crf}", f"{self.codec} has no CRF", "leave --crf out, or pass --encoder-opt")

@@ -323,6 +323,7 @@ def test_live_udp_source_drops_frames_with_bounded_latency(tmp_path, identity, c
 @pytest.mark.parametrize("args, words", [
     (["--crf", "80"], "--crf 80"), (["--preset", "warp"], "--preset warp"), (["--codec", "mpeg1"], "--codec mpeg1"),
     (["--pix-fmt", "rgb24"], "--pix-fmt rgb24"), (["--encoder-opt", "tune"], "--encoder-opt tune"),
+    (["--encoder-opt", "keyint=10"], "not an option of libx264"),
     (["--codec", "ffv1", "--crf", "10"], "has no CRF"), (["--fps", "nan"], "--fps nan"),
     (["--codec", "prores"], "cannot hold prores"),
 ])
