@@ -147,7 +147,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, video=None):
     video = video or {}
     if kind == "video":
         live = True if video.get("live") else None  # None: live when the source is (media.is_live)
-        media.restore_video(restorer, src, dst, skip, progress, video.get("settings"), video.get("audio", "copy"), live)
+        media.restore_video(restorer, src, dst, skip, progress, video.get("settings"), video.get("audio", "copy"), live, video.get("resume", False))
     elif kind == "video->frames":
         media.restore_video_to_frames(restorer, src, dst, skip, progress)
     else:
@@ -175,7 +175,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, video=None):
 @click.option("--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Raw encoder option, repeatable (e.g. tune=film).")
 @click.option("--audio", type=click.Choice(AUDIO_MODES), default="copy", show_default=True, help="Audio streams: copied packet for packet, left out, or transcoded to AAC.")
 @click.option("--live", is_flag=True, help="Live source: pace by timestamps, drop frames when restoration is slower (automatic for udp/rtp/rtsp/srt and /dev/video*).")
-@click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete).")
+@click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete); continue an interrupted video from its NAME.partial.EXT.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, codec, crf, preset, pix_fmt,
         encoder_opts, audio, live, resume, quiet):
@@ -185,7 +185,7 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
 
     _sigterm_as_interrupt()
     jobs = _expand(list(inputs), output, fps, frames)
-    video = {"settings": _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs), "audio": audio, "live": live}
+    video = {"settings": _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs), "audio": audio, "live": live, "resume": resume}
     if resume:  # a folder of frames may be half done, so only finished files count
         done = [(kind, src, dst) for kind, src, dst in jobs if kind != "video->frames" and isinstance(dst, Path) and dst.is_file()]
         jobs = [job for job in jobs if job not in done]

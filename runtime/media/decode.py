@@ -63,6 +63,7 @@ class VideoReader:
             if self._first is None:
                 raise InputError(self.subject, "no frame of this video decodes (empty, corrupt or unsupported codec)", "check the file or remove it")
             self.info.rotation = self._first_rotation
+            self.start_time = (self._first[0].pts or 0) * self.info.time_base  # seconds, a Fraction
         except BaseException:
             self.container.close()
             raise

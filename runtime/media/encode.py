@@ -127,30 +127,51 @@ def parse_encoder_options(pairs):
     return tuple(parsed)
 
 
-def add_video_stream(container, settings, info, subject):
+def add_video_stream(container, settings, info):
     """Add the encoded video stream for ``info`` (output size, time base, colour, rotation)."""
     import av
 
     pix_fmt = settings.pixel_format(info.width, info.height, info.bits)
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration to stderr unless told: errors only
+    options = settings.encoder_options()
+    if container.format.name == "avi":  # AVI stores no presentation times: no frame reordering
+        options.setdefault("bf", "0")
     try:
-        stream = container.add_stream(settings.spec.encoder, rate=info.rate, options=settings.encoder_options())
+        stream = container.add_stream(settings.spec.encoder, rate=info.rate, options=options)
     except (av.FFmpegError, ValueError) as e:
         raise BackendError(f"--codec {settings.codec}", f"cannot start {settings.spec.encoder} ({e})", settings.spec.notes or "choose another --codec") from None
-    ctx = stream.codec_context
-    ctx.width, ctx.height, ctx.pix_fmt = info.width, info.height, pix_fmt
-    ctx.time_base = info.time_base
+    _configure(stream.codec_context, info, pix_fmt)
     stream.time_base = info.time_base
-    for field, value in info.colour.items():
-        if value:
-            setattr(ctx, field, value)
     if info.rotation:
         stream.set_display_rotation(info.rotation)
     return stream
 
 
-def encode_frame(stream, image, pts, info):
-    """The av.VideoFrame for an RGB ``image`` (uint8 or uint16) in the stream's pixel format,
+def open_encoder(settings, info, global_header):
+    """A standalone, opened encoder for ``info``, for a stream copied from elsewhere (resume.py).
+    ``global_header``: parameter sets in extradata, not in the stream (what MP4/Matroska hold)."""
+    import av
+
+    ctx = av.CodecContext.create(settings.spec.encoder, "w")
+    ctx.options = settings.encoder_options()
+    _configure(ctx, info, settings.pixel_format(info.width, info.height, info.bits))
+    ctx.framerate = info.rate
+    if global_header:
+        ctx.flags |= av.codec.context.Flags.global_header
+    ctx.open()
+    return ctx
+
+
+def _configure(ctx, info, pix_fmt):
+    ctx.width, ctx.height, ctx.pix_fmt = info.width, info.height, pix_fmt
+    ctx.time_base = info.time_base
+    for field, value in info.colour.items():
+        if value:
+            setattr(ctx, field, value)
+
+
+def encode_frame(ctx, image, pts, info):
+    """The av.VideoFrame for an RGB ``image`` (uint8 or uint16) in the encoder ``ctx``'s pixel format,
     converted with the source's matrix and range and tagged with its colour metadata."""
     import av
     import numpy as np
@@ -167,7 +188,7 @@ def encode_frame(stream, image, pts, info):
     for field in ("color_primaries", "color_trc"):
         if colour.get(field):
             setattr(rgb, field, colour[field])
-    frame = rgb.reformat(format=stream.codec_context.pix_fmt, dst_colorspace=colour.get("colorspace") or None,
+    frame = rgb.reformat(format=ctx.pix_fmt, dst_colorspace=colour.get("colorspace") or None,
                          dst_color_range=colour.get("color_range") or None)
     frame.pts = pts
     frame.time_base = info.time_base

@@ -13,7 +13,8 @@ from .decode import Frame, TruncatedVideo, VideoReader
 from .mux import VideoWriter
 from .probe import VideoInfo
 from .queues import prefetched
-from .sources import display_name, is_live
+from .resume import Reuse
+from .sources import STDIO, display_name, is_live
 
 LIVE_QUEUE = 2  # frames between decoder and restorer in live mode: the latency bound, in frames
 
@@ -56,12 +57,17 @@ class Progress:
 
 
 def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=None, progress=True, reader=None):
-    """Restore ``frames`` (``Frame``s) into ``writer``, copying the packets they carry."""
+    """Restore ``frames`` (``Frame``s) into ``writer``, copying the packets they carry. When the
+    writer continues a partial output (``writer.reuse``), its first frames come from there."""
     bar = Progress(total, name, progress, reader)
+    reused = writer.reuse.frames if writer.reuse is not None else 0
     try:
-        for frame in frames:
+        for i, frame in enumerate(frames):
             writer.copy(frame.packets)
-            writer.write(restorer.restore(frame.image, skip_tiles=skip_tiles), frame.pts)
+            if i < reused:
+                writer.reuse_packet()
+            else:
+                writer.write(restorer.restore(frame.image, skip_tiles=skip_tiles), frame.pts)
             bar.update(frame)
         if reader is not None:
             writer.copy(reader.leftover)
@@ -84,18 +90,48 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
     return writer.close()
 
 
-def restore_video(restorer, src, dst, skip_tiles=None, progress=True, settings=None, audio="copy", live=None):
+def restore_video(restorer, src, dst, skip_tiles=None, progress=True, settings=None, audio="copy", live=None, resume=False):
     """Video -> video: frame size x model scale; timestamps, rotation, colour, audio, subtitles,
-    chapters and metadata kept (mux.py says what happens to a stream the container cannot hold)."""
+    chapters and metadata kept (mux.py says what happens to a stream the container cannot hold).
+    ``resume``: continue from ``NAME.partial.EXT`` where an interrupted run left one (resume.py)."""
     live = is_live(src) if live is None else live
     with VideoReader(src, queue_size=LIVE_QUEUE if live else 8, live=live) as reader:
-        writer = VideoWriter(dst, reader.info.scaled(restorer.scale), settings, source=reader, audio=audio)
+        reuse = _partial_to_resume(dst) if resume and not live else None
+        if reuse is not None:
+            reuse.align(reader.start_time)
+        try:
+            writer = VideoWriter(dst, reader.info.scaled(restorer.scale), settings, source=reader, audio=audio, reuse=reuse)
+        except BaseException:
+            if reuse is not None:
+                reuse.close()
+            raise
+        if writer.reuse is not None:
+            print(f"restore: --resume: {writer.reuse.frames} restored frames reused from {writer.reuse.path}", file=sys.stderr, flush=True)
         try:
             restore_frames(restorer, reader, writer, reader.frame_count, display_name(src), skip_tiles, progress, reader)
         except BaseException:  # also an interrupt before restore_frames took charge of the writer
             writer.abort(keep_partial=False)
             raise
     return dst
+
+
+def _partial_to_resume(dst):
+    """The reusable head of ``dst``'s partial output, or None (none there, none reusable)."""
+    if str(dst) == STDIO:
+        return None
+    dst = Path(dst)
+    partial = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
+    if not partial.is_file():
+        return None
+    try:
+        reuse = Reuse(partial)
+    except Exception:  # noqa: BLE001 -- unreadable: restored from the start, and replaced at the end
+        print(f"restore: note: {partial}: cannot be read: restoring the video from the start", file=sys.stderr, flush=True)
+        return None
+    if reuse.frames == 0:  # one GOP only: nothing complete to keep
+        reuse.close()
+        return None
+    return reuse
 
 
 def restore_video_to_frames(restorer, src, folder, skip_tiles=None, progress=True):

@@ -15,6 +15,7 @@ error it is removed. ``-`` writes the container (Matroska) to stdout, nothing el
 """
 import contextlib
 import dataclasses
+import math
 import os
 import queue
 import sys
@@ -24,12 +25,13 @@ from pathlib import Path
 
 from ..atomic import output_error
 from ..errors import ConfigError, InputError, OutputError, RestoreError
-from .encode import EncoderSettings, add_video_stream, encode_frame
+from .encode import EncoderSettings, add_video_stream, encode_frame, open_encoder
 from .probe import count_video_packets
 from .queues import DONE, get, put
 from .sources import OUTPUT_FORMATS, STDIO, output_format
 
 AUDIO_MODES = ("copy", "none", "aac")
+_REUSE = object()  # queue item: copy the next packet of the partial being resumed
 _DROPPED_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"}  # the muxer writes its own
 
 
@@ -47,11 +49,17 @@ def check_container(settings, dst):
     return fmt
 
 
+_UNLISTED = {"mpegts"}  # muxers without a codec table: PyAV lists only their default codecs
+
+
 def _supported_codecs(fmt):
+    """What the muxer ``fmt`` takes; empty when it does not say (see _holds)."""
     import io
 
     import av
 
+    if fmt in _UNLISTED:
+        return set()
     with av.open(io.BytesIO(), "w", format=fmt) as probe:
         return probe.supported_codecs
 
@@ -71,7 +79,7 @@ class Route:
 
 def plan_streams(src, out, audio, skip_index, subject):
     """Routes for the source's streams other than the restored video (see the module doc)."""
-    supported = out.supported_codecs
+    supported = _supported_codecs(out.format.name)
     target = "aac" if _holds(supported, "aac") else "libopus" if _holds(supported, "opus") else None
     routes = {}
     for stream in src.streams:
@@ -110,7 +118,7 @@ class VideoWriter:
     ``info``: the output picture (VideoInfo: size, time base, rate, depth, colour, rotation).
     ``source``: a VideoReader whose other streams, container metadata and chapters are copied."""
 
-    def __init__(self, dst, info, settings=None, source=None, audio="copy", queue_size=8):
+    def __init__(self, dst, info, settings=None, source=None, audio="copy", queue_size=8, reuse=None):
         self.to_stdout = str(dst) == STDIO
         self.path = STDIO if self.to_stdout else Path(dst)
         self.settings = settings or EncoderSettings()
@@ -135,7 +143,19 @@ class VideoWriter:
                 self.container = av.open(target, "w", format=fmt)
             except OSError as e:
                 raise output_error(self.path, e) from None
-            self.video = add_video_stream(self.container, self.settings, info, self.path)
+            self.reuse = None  # a resume.Reuse whose packets head the video stream
+            self._reused_until = None  # time of the last reused packet's dts: new packets must come after it
+            if reuse is not None:
+                encoder = open_encoder(self.settings, info, global_header=reuse.length_prefixed)
+                if reuse.matches(encoder):  # the partial's stream, continued by a twin encoder
+                    self.reuse, self.encoder = reuse, encoder
+                    self.video = self.container.add_stream_from_template(reuse.stream)
+                else:
+                    reuse.close()
+                    notice(f"{reuse.path}: made with other encoder settings: restoring the video from the start")
+            if self.reuse is None:
+                self.video = add_video_stream(self.container, self.settings, info)
+                self.encoder = self.video.codec_context
             self._routes = {}
             if source is not None:
                 subject = source.subject
@@ -160,10 +180,16 @@ class VideoWriter:
                 if item is DONE:
                     return
                 start = time.perf_counter()
-                if isinstance(item, tuple):
+                if item is _REUSE:
+                    packet = self.reuse.next_packet()
+                    if packet.dts is not None:  # Matroska gives presentation times only
+                        self._reused_until = packet.dts * packet.time_base
+                    packet.stream = self.video
+                    self.container.mux(packet)
+                    self.frames += 1
+                elif isinstance(item, tuple):
                     image, pts = item
-                    for packet in self.video.encode(encode_frame(self.video, image, pts, self.info)):
-                        self.container.mux(packet)
+                    self._mux_encoded(self.encoder.encode(encode_frame(self.encoder, image, pts, self.info)))
                     self.frames += 1
                 else:
                     self._copy(item)
@@ -171,6 +197,16 @@ class VideoWriter:
         except Exception as e:
             self._error = e
             self._stop.set()
+
+    def _mux_encoded(self, packets):
+        for packet in packets:
+            if self.reuse is not None:
+                packet = self.reuse.in_stream_layout(packet)
+                if self._reused_until is not None and packet.dts * packet.time_base <= self._reused_until:
+                    # the new encoder's first decode timestamps can reach back into the reused packets'
+                    packet.dts = min(packet.pts, math.floor(self._reused_until / packet.time_base) + 1)
+            packet.stream = self.video
+            self.container.mux(packet)
 
     def _copy(self, packet):
         route = self._routes[packet.stream.index]
@@ -189,6 +225,11 @@ class VideoWriter:
             raise InputError(self.path, f"frame of size {image.shape[1]}x{image.shape[0]} in a {self.info.width}x{self.info.height} video",
                              "all frames must have one size")
         if not put(self._queue, (image, self.frames if pts is None else pts), self._stop):
+            raise self._failure()
+
+    def reuse_packet(self):
+        """Queue the next reused packet of the partial output (one per source frame not restored)."""
+        if not put(self._queue, _REUSE, self._stop):
             raise self._failure()
 
     def copy(self, packets):
@@ -211,7 +252,7 @@ class VideoWriter:
         self._thread.join()
         if self._error is None:
             try:
-                self.container.mux(self.video.encode(None))
+                self._mux_encoded(self.encoder.encode(None))
                 for route in self._routes.values():
                     if route.transcode:
                         self.container.mux(route.out.encode(None))
@@ -220,6 +261,9 @@ class VideoWriter:
         self._close_container()
 
     def _close_container(self):
+        if getattr(self, "reuse", None) is not None:
+            self.reuse.close()
+            self.reuse = None
         if self.container is None:
             return
         container, self.container = self.container, None

@@ -145,7 +145,7 @@ def test_chapters_and_metadata_are_copied(tmp_path, identity):
 
 @pytest.mark.parametrize("codec, suffix, audio, note", [
     ("av1", ".webm", "opus", "webm cannot hold aac audio: stream 1 transcoded to opus"),
-    ("hevc", ".mkv", "aac", None), ("prores", ".mov", "aac", None),
+    ("hevc", ".mkv", "aac", None), ("prores", ".mov", "aac", None), ("h264", ".ts", "aac", None), ("h264", ".avi", "aac", None),
 ])
 def test_other_codecs_and_audio_the_container_cannot_hold(tmp_path, identity, capfd, codec, suffix, audio, note):
     src = write_test_video(tmp_path / "in.mkv", frames=4, size=(64, 48), audio="aac")
@@ -153,6 +153,7 @@ def test_other_codecs_and_audio_the_container_cannot_hold(tmp_path, identity, ca
     media.restore_video(identity, src, tmp_path / f"out{suffix}", progress=False, settings=media.EncoderSettings(codec))
     after = describe(tmp_path / f"out{suffix}")
     assert after["codecs"][1:] == [audio] and len(after["times"]) == 4
+    assert after["times"] == sorted(after["times"])  # presentation order (AVI cannot reorder: no B-frames there)
     err = capfd.readouterr().err  # the encoders' own banners stay off stderr too
     assert err == (f"restore: note: {src}: {note}\n" if note else ""), err
 
@@ -217,6 +218,38 @@ def test_interrupt_mid_stream_keeps_a_playable_partial(tmp_path, identity):
     assert not dst.exists()
     assert decodable_frames(tmp_path / "out.partial.mp4") == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.partial.mp4"]
+
+
+class InterruptedRestorer:
+    """A real Restorer that gets Ctrl-C before its ``stop``-th frame."""
+
+    def __init__(self, restorer, stop):
+        self.restorer, self.stop, self.scale, self.calls = restorer, stop, restorer.scale, 0
+
+    def restore(self, image, **kwargs):
+        self.calls += 1
+        if self.calls == self.stop:
+            raise KeyboardInterrupt
+        return self.restorer.restore(image, **kwargs)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_resume_continues_a_partial_video_from_its_last_keyframe(tmp_path, identity, model, monkeypatch, capsys, suffix):
+    src = write_test_video(tmp_path / "in.mp4", frames=40, size=(64, 48), fps=25, audio="aac")
+    dst = tmp_path / f"out{suffix}"
+    settings = media.EncoderSettings(options=(("g", "10"),))  # a keyframe every 10 frames
+    with pytest.raises(KeyboardInterrupt):
+        media.restore_video(InterruptedRestorer(identity, 26), src, dst, progress=False, settings=settings)
+    assert decodable_frames(tmp_path / f"out.partial{suffix}") == 25
+    straight = tmp_path / f"straight{suffix}"
+    media.restore_video(identity, src, straight, progress=False, settings=settings)
+    capsys.readouterr()
+    assert restore(monkeypatch, "run", src, "-o", dst, "--model", model, "--encoder-opt", "g=10", "--resume", "-q") == 0
+    assert "--resume: 20 restored frames reused" in capsys.readouterr().err  # frames 0-19: two whole GOPs
+    after, expected = describe(dst), describe(straight)
+    assert after["times"] == expected["times"] and len(after["times"]) == 40
+    assert after["audio"] == expected["audio"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", f"out{suffix}", f"straight{suffix}"]
 
 
 def test_decoder_stays_a_bounded_number_of_frames_ahead(tmp_path):
