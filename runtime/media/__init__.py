@@ -5,6 +5,7 @@
 - ``decode``: the decode thread and its bounded queue (live mode: timestamp pacing, drops)
 - ``encode``: codec choice, CRF/preset/pixel format, RGB -> YUV with the source's colour
 - ``mux``: the encode thread, streams copied from the source, atomic finals and partials
+- ``resume``: continue an interrupted video from the complete GOPs of its partial output
 - ``jobs``: video -> video, video -> frames, frames -> video with progress
 
 Frames flow decode thread -> bounded queue -> restorer (caller's thread) -> bounded queue ->
