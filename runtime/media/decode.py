@@ -74,6 +74,13 @@ class VideoReader:
         self._error = None
         self._thread = None
 
+    def first_image(self):
+        """The first frame's picture (decoded when the reader opened), before iterating."""
+        return self._image(self._first[0])
+
+    def _image(self, frame):
+        return frame.to_ndarray(format=self._format, src_color_range=frame.color_range or None)
+
     @property
     def frame_count(self):
         return self.info.frames
@@ -125,7 +132,7 @@ class VideoReader:
         if self._last_pts is not None and pts <= self._last_pts:  # encoders need strictly increasing timestamps
             pts = self._last_pts + 1
         self._last_pts = pts
-        image = frame.to_ndarray(format=self._format, src_color_range=frame.color_range or None)
+        image = self._image(frame)
         packets = [p for p in self._carry if p.stream.index in self.passthrough]
         self._carry = []
         return Frame(image, pts, packets, arrival)

@@ -96,9 +96,7 @@ def restore_video(restorer, src, dst, skip_tiles=None, progress=True, settings=N
     ``resume``: continue from ``NAME.partial.EXT`` where an interrupted run left one (resume.py)."""
     live = is_live(src) if live is None else live
     with VideoReader(src, queue_size=LIVE_QUEUE if live else 8, live=live) as reader:
-        reuse = _partial_to_resume(dst) if resume and not live else None
-        if reuse is not None:
-            reuse.align(reader.start_time)
+        reuse = _partial_to_resume(dst, restorer, reader, skip_tiles) if resume and not live else None
         try:
             writer = VideoWriter(dst, reader.info.scaled(restorer.scale), settings, source=reader, audio=audio, reuse=reuse)
         except BaseException:
@@ -115,8 +113,9 @@ def restore_video(restorer, src, dst, skip_tiles=None, progress=True, settings=N
     return dst
 
 
-def _partial_to_resume(dst):
-    """The reusable head of ``dst``'s partial output, or None (none there, none reusable)."""
+def _partial_to_resume(dst, restorer, reader, skip_tiles):
+    """The reusable head of ``dst``'s partial output, or None (none there, none reusable, or not
+    made from this source by this model: its first frame must match ours, see resume.py)."""
     if str(dst) == STDIO:
         return None
     dst = Path(dst)
@@ -131,6 +130,11 @@ def _partial_to_resume(dst):
     if reuse.frames == 0:  # one GOP only: nothing complete to keep
         reuse.close()
         return None
+    if not reuse.shows(restorer.restore(reader.first_image(), skip_tiles=skip_tiles)):
+        reuse.close()
+        print(f"restore: note: {partial}: not this video restored by this model: restoring the video from the start", file=sys.stderr, flush=True)
+        return None
+    reuse.align(reader.start_time)
     return reuse
 
 

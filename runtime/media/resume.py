@@ -4,9 +4,13 @@ The partial's video packets up to its last keyframe are copied into the new outp
 (complete GOPs: restored frames are not restored again, nor re-encoded); the source is restored
 from that frame on. Copied packets and newly encoded ones share one stream, so this is done only
 when the new encoder's parameter sets are byte-identical to the partial's (same codec, settings,
-size and depth); otherwise the video is restored from the start, with a notice.
+size and depth) and the partial's first frame matches this run's restored first frame (so a
+partial of another clip, or from another model, is not continued); otherwise the video is
+restored from the start, with a notice.
 """
 from .probe import video_stream
+
+MATCH_PSNR_DB = 35.0  # luma; a CRF 18 encode of the same frame is above 40 dB, another model's or clip's far below
 
 
 class Reuse:
@@ -30,6 +34,23 @@ class Reuse:
         self._shift = 0  # seconds to take off reused timestamps (set by align)
         # MP4 and Matroska hold H.264 as length-prefixed units (avcC); encoders give Annex B
         self.length_prefixed = bytes(self.stream.codec_context.extradata or b"")[:1] == b"\x01"
+
+    def shows(self, first, min_psnr=MATCH_PSNR_DB):
+        """Whether the partial's first frame is ``first`` (this run's restored first frame) up to
+        encoding loss: a partial from another source or model is not continued."""
+        import av
+        import numpy as np
+
+        with av.open(str(self.path)) as container:
+            frame = next(container.decode(video_stream(container, self.path)))
+            shown = frame.to_ndarray(format="rgb48le" if first.dtype == np.uint16 else "rgb24")
+        if shown.shape[:2] != first.shape[:2]:
+            return False
+        top = 65535.0 if first.dtype == np.uint16 else 255.0
+        expected = first[..., :3] if first.ndim == 3 else np.repeat(first[..., None], 3, axis=2)
+        luma = np.array([0.299, 0.587, 0.114])  # luma: 4:2:0 chroma loss would blur the verdict
+        mse = np.mean((shown.astype(np.float64) @ luma - expected.astype(np.float64) @ luma) ** 2)
+        return mse == 0 or 10 * np.log10(top**2 / mse) >= min_psnr
 
     def align(self, source_start):
         """Match the partial's timeline to the source's: Matroska and MPEG-TS muxers shift all

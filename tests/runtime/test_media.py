@@ -252,6 +252,20 @@ def test_resume_continues_a_partial_video_from_its_last_keyframe(tmp_path, ident
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", f"out{suffix}", f"straight{suffix}"]
 
 
+def test_resume_does_not_continue_the_partial_of_another_clip(tmp_path, identity, capsys):
+    dst = tmp_path / "out.mp4"
+    settings = media.EncoderSettings(options=(("g", "10"),))
+    other = write_test_video(tmp_path / "other.mp4", frames=40, size=(64, 48), fps=25, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        media.restore_video(InterruptedRestorer(identity, 26), other, dst, progress=False, settings=settings)
+    src = write_test_video(tmp_path / "in.mp4", frames=40, size=(64, 48), fps=25)  # same size, other pictures
+    capsys.readouterr()
+    counting = InterruptedRestorer(identity, stop=0)
+    media.restore_video(counting, src, dst, progress=False, settings=settings, resume=True)
+    assert "not this video restored by this model" in capsys.readouterr().err
+    assert counting.calls == 41 and decodable_frames(dst) == 40  # the check's frame, then every frame
+
+
 def test_decoder_stays_a_bounded_number_of_frames_ahead(tmp_path):
     reader = media.VideoReader(write_test_video(tmp_path / "in.mkv", frames=30), queue_size=3)
     frames = iter(reader)
