@@ -144,6 +144,11 @@ def add_video_stream(container, settings, info):
     stream.time_base = info.time_base
     if info.rotation:
         stream.set_display_rotation(info.rotation)
+    try:  # now, not at the first frame on the encode thread: NVENC without a GPU is a one-line exit 6
+        stream.codec_context.open()
+    except av.FFmpegError as e:
+        raise BackendError(f"--codec {settings.codec}", f"cannot start {settings.spec.encoder} ({getattr(e, 'strerror', None) or e})",
+                           settings.spec.notes or "check the --encoder-opt values") from None
     return stream
 
 

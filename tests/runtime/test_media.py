@@ -384,6 +384,16 @@ def test_bad_video_options_are_refused_at_parse_time(tmp_path, model, monkeypatc
     assert len(err) == 1 and words in err[0] and "Traceback" not in err[0]
 
 
+def test_nvenc_runs_or_says_in_one_line_why_not(tmp_path, model, monkeypatch, capsys):
+    src = write_test_video(tmp_path / "in.mp4", frames=3)
+    code = restore(monkeypatch, "run", src, "-o", tmp_path / "out.mp4", "--model", model, "--codec", "nvenc", "-q")
+    err = capsys.readouterr().err
+    assert code in (0, 6) and "Traceback" not in err, err  # 0 where a GPU has NVENC
+    if code == 6:
+        assert [x for x in err.splitlines() if x.startswith("restore: error:")][0].startswith("restore: error: --codec nvenc: cannot start h264_nvenc")
+        assert not (tmp_path / "out.mp4").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
 def test_pixel_limit_applies_to_video_frames(tmp_path, model, monkeypatch, capsys):
     src = write_test_video(tmp_path / "in.mp4", frames=2, size=(64, 48))
     monkeypatch.setenv("RESTORE_MAX_IMAGE_PIXELS", "1000")
