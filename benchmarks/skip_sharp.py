@@ -5,7 +5,7 @@
 Builds short videos that pan over a mosaic of scikit-image's pictures with one defocused region
 (Gaussian blur, about a sixth of the frame) -- one of detailed textures, one of portrait-like
 photos -- restores each twice through the real video path
-(runtime/streams.py) -- every tile, then with blur detection passing sharp and flat tiles through
+(runtime/media/) -- every tile, then with blur detection passing sharp and flat tiles through
 -- and reports frames/s, the speed-up, the share of tiles skipped, the blur analysis time and the
 speed-up those imply (wall-clock ratios on a shared CPU are noisy). The model defaults to the
 shipped one; where that is not installed, a randomly initialised fourier-unet (the shipped
@@ -84,7 +84,7 @@ def run(argv=None):
     from restore.runtime import Restorer
     from restore.runtime.artifact import DEFAULT_MODEL_DIR
     from restore.runtime.run_cli import sharp_tile_skipper
-    from restore.runtime.streams import restore_video
+    from restore.runtime.media import restore_video
 
     work = args.work or Path(tempfile.mkdtemp(prefix="restore-skip-"))
     work.mkdir(parents=True, exist_ok=True)

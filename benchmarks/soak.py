@@ -58,7 +58,7 @@ def soak(frames=1000, size=(320, 240), model="tiny", every=100, warmup=200, work
     from tqdm import tqdm
 
     from restore.runtime.api import Restorer
-    from restore.runtime.streams import VideoReader, VideoWriter
+    from restore.runtime.media import VideoReader, VideoWriter
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
@@ -70,13 +70,12 @@ def soak(frames=1000, size=(320, 240), model="tiny", every=100, warmup=200, work
         samples = []  # (frames done, RSS bytes)
         start = time.perf_counter()
         with Restorer(model, backend="onnxruntime") as restorer, VideoReader(video) as reader:
-            out_size = (reader.width * restorer.scale, reader.height * restorer.scale)
-            writer = VideoWriter(tmp / "out.avi", reader.fps, out_size)
+            writer = VideoWriter(tmp / "out.mkv", reader.info.scaled(restorer.scale))
             done = 0
             try:
                 samples.append((0, rss_bytes()))
                 for frame in tqdm(reader, total=frames, unit="frame", disable=not progress, desc="soak"):
-                    writer.write(restorer.restore(frame))
+                    writer.write(restorer.restore(frame.image), frame.pts)
                     done += 1
                     if done % every == 0:
                         samples.append((done, rss_bytes()))

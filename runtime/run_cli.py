@@ -1,6 +1,9 @@
 """``restore run`` (images, folders, videos) and ``restore demo`` (the shipped model on the bundled
-samples). Thin click layer over Restorer and runtime/streams.py; user errors are RestoreErrors."""
+samples). Thin click layer over Restorer, runtime/streams.py (images) and runtime/media/ (video);
+user errors are RestoreErrors."""
+import contextlib
 import json
+import math
 import os
 import signal
 import time
@@ -11,6 +14,7 @@ import numpy as np
 
 from . import outputs
 from .errors import ConfigError, InputError, PartialFailure, RestoreError
+from .media.mux import AUDIO_MODES
 from .pixels import unit_float
 
 BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
@@ -47,43 +51,63 @@ def sharp_tile_skipper():
     return skip_tiles
 
 
-def _output_for(src, output, single, frames, folder_wanted):
-    """Where one input goes: ``output`` itself for a single file with a suffix, else inside it."""
-    from .streams import VIDEO_FOURCC, is_image, is_video
+def _output_for(src, output, single, frames, folder_wanted=False):
+    """Where one input goes: ``output`` itself for a single file with a suffix (or ``-``), else inside it."""
+    from .media import STDIO, output_format
+    from .streams import is_image, is_video
 
+    if output == STDIO:
+        if not (single and is_video(src) and not frames):
+            raise ConfigError("-o -", "stdout takes one video", "give one video input, or an output file or folder")
+        return output
     if single and output.suffix and not output.is_dir() and not frames and not folder_wanted:
         if is_image(src) and not is_image(output):
             raise ConfigError(output, "an image input needs an image output file (.png, .jpg, .tif...) or a folder")
-        if is_video(src) and output.suffix.lower() not in VIDEO_FOURCC:
-            raise ConfigError(output, f"a video input needs a video output ({', '.join(sorted(VIDEO_FOURCC))}) or a folder")
+        if is_video(src) and output_format(output) is None:
+            raise ConfigError(output, "a video input needs a video output (.mp4, .mkv, .mov, .webm, .avi, .ts) or a folder")
         return output
     if (is_image(output) or is_video(output)) and not output.is_dir() and not folder_wanted:
         raise ConfigError(output, "several outputs need a folder, and this name is a media file's",
                           "give a folder (end it with / to use this name as one)")
     if is_video(src):
+        name = _stream_stem(src) if isinstance(src, str) else src.stem
         if frames:
-            return output / src.stem
-        return output / (src.stem + (src.suffix if src.suffix.lower() in VIDEO_FOURCC else ".mp4"))
+            return output / name
+        return output / (name + (src.suffix if isinstance(src, Path) and output_format(src) else ".mp4"))
     return output / src.name
+
+
+def _stream_stem(src):
+    """A file name for a stream input written into a folder: the URL's last path part, or 'stdin'."""
+    from urllib.parse import urlparse
+
+    from .media import STDIO
+
+    return "stdin" if src == STDIO else Path(urlparse(src).path).stem or "stream"
 
 
 def _expand(inputs, output, fps, frames):
     """(kind, source, destination) jobs. A folder input with a video output becomes one video.
-    ``output`` is the -o text as given: a trailing / asks for a folder."""
+    ``output`` is the -o text as given: a trailing / asks for a folder. Streams (``-``, URLs,
+    devices) stay strings, handed to FFmpeg untouched; files become Paths."""
+    from .media import STDIO, is_stream
     from .streams import is_image, is_video, list_media
 
-    if output in ("", "-"):
-        problem = "is empty" if output == "" else "(standard output) is not supported for images and folders"
-        raise ConfigError(f"-o {output!r}", f"the output {problem}", "give an output file or folder")
+    if output == "":
+        raise ConfigError("-o ''", "the output is empty", "give an output file or folder")
     folder_wanted = output.endswith(("/", os.sep))
-    output = Path(output)
+    output = output if output == STDIO else Path(output)
     single = len(inputs) == 1
     jobs = []
     for src in inputs:
+        if is_stream(src):
+            jobs.append(("video", src, _output_for(src, output, single, frames, folder_wanted)))
+            continue
+        src = Path(src)
         if not src.exists():
             raise InputError(src, "no such file or folder", "check the path")
         if src.is_dir():
-            if single and is_video(output) and not folder_wanted:
+            if single and is_video(output) and not folder_wanted:  # a video file or - (stdout)
                 jobs.append(("folder->video", src, output))
                 continue
             media = list_media(src)
@@ -108,22 +132,38 @@ def _expand(inputs, output, fps, frames):
 
 def _check_outputs(jobs, overwrite):
     """The output-safety policy (runtime/outputs.py) before any work: no output is an input (unless
-    --overwrite), frames go only into new or empty folders."""
+    --overwrite), frames go only into new or empty folders. Streams (stdin, URLs, stdout) are no files."""
     from .streams import is_image
 
     sources = []
     for kind, src, _ in jobs:
-        sources += [p for p in sorted(src.iterdir()) if is_image(p)] if kind == "folder->video" else [src]
+        if isinstance(src, Path):
+            sources += [p for p in sorted(src.iterdir()) if is_image(p)] if kind == "folder->video" else [src]
     for kind, src, dst in jobs:
+        if not isinstance(dst, Path):
+            continue
         outputs.refuse_input_as_output(dst, sources, overwrite)
         if kind == "video->frames":
             outputs.fresh_folder(dst)
 
 
-def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None):
+def _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs):
+    """EncoderSettings from the options, checked against every video output (exit 7 when wrong)."""
+    from .media import EncoderSettings, check_container, parse_encoder_options
+
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
+        raise ConfigError(f"--fps {fps}", "not a frame rate", "give a number above 0 and at most 1000")
+    settings = EncoderSettings(codec, crf, preset, pix_fmt, parse_encoder_options(encoder_opts))
+    for kind, _, dst in jobs:
+        if kind in ("video", "folder->video"):
+            check_container(settings, dst)
+    return settings
+
+
+def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, video=None):
     from tqdm import tqdm
 
-    from . import streams
+    from . import media, streams
 
     if kind == "image":
         image, info = streams.read_image_info(src)
@@ -131,18 +171,20 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None):
         with tqdm(total=total, unit="tile", desc=src.name, disable=not progress, leave=False, delay=1.0) as bar:
             streams.write_restored_image(restorer, image, dst, skip, bar.update, info=info, quality=quality)
             return f"{bar.n} tiles"
+    video = video or {}
     if kind == "video":
-        streams.restore_video(restorer, src, dst, skip, progress)
+        live = True if video.get("live") else None  # None: live when the source is (media.is_live)
+        media.restore_video(restorer, src, dst, skip, progress, video.get("settings"), video.get("audio", "copy"), live, video.get("resume", False))
     elif kind == "video->frames":
-        streams.restore_video_to_frames(restorer, src, dst, skip, progress)
+        media.restore_video_to_frames(restorer, src, dst, skip, progress)
     else:
-        streams.restore_folder_to_video(restorer, src, dst, fps, skip, progress)
+        media.restore_folder_to_video(restorer, src, dst, fps, skip, progress, video.get("settings"))
     return "video"
 
 
 @click.command("run")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, help="Output file (one input) or folder (a trailing / makes it one).")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output file (one input), folder (a trailing / makes it one), or - (a Matroska video on stdout).")
 @click.option("--model", default="default", show_default=True, help="'default', an artifact folder, .onnx, .engine or checkpoint.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
 @click.option("--tile", type=int, help="Tile size in pixels (default: the artifact's advice).")
@@ -153,11 +195,19 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None):
 @click.option("--skip-sharp", is_flag=True, help="Pass sharp and flat tiles through without inference (faster on mostly sharp input).")
 @click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
 @click.option("--frames", is_flag=True, help="Write videos as folders of PNG frames.")
-@click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete).")
+@click.option("--codec", default="h264", show_default=True, help="Video codec: h264, hevc, av1, prores, ffv1, nvenc.")
+@click.option("--crf", type=int, help="Constant quality (lower is better; default 18 for h264, 20 hevc, 30 av1).")
+@click.option("--preset", help="Encoder speed preset (h264/hevc: ultrafast..veryslow, default veryfast; av1: 0..13, default 8; nvenc: p1..p7, default p5).")
+@click.option("--pix-fmt", help="Output pixel format (default: yuv420p, yuv444p for odd sizes, 10-bit for deep sources).")
+@click.option("--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Raw encoder option, repeatable (e.g. tune=film).")
+@click.option("--audio", type=click.Choice(AUDIO_MODES), default="copy", show_default=True, help="Audio streams: copied packet for packet, left out, or transcoded to AAC.")
+@click.option("--live", is_flag=True, help="Live source: pace by timestamps, drop frames when restoration is slower (automatic for udp/rtp/rtsp/srt and /dev/video*).")
+@click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete); continue an interrupted video from its NAME.partial.EXT.")
 @click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP output quality [95].")
 @click.option("--overwrite", is_flag=True, help="Allow an output to be one of the inputs (replaced atomically by its result).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no header or per-file lines; errors only.")
-def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, resume, quality, overwrite, quiet):
+def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, codec, crf, preset, pix_fmt,
+        encoder_opts, audio, live, resume, quality, overwrite, quiet):
     """Restore images, folders of images/videos, and videos; outputs keep names, size x scale,
     frame rate. A failing file is reported at the end and the others still run (exit 8)."""
     from .api import Restorer
@@ -165,8 +215,9 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
     _sigterm_as_interrupt()
     jobs = _expand(list(inputs), output, fps, frames)
     _check_outputs(jobs, overwrite)
+    video = {"settings": _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs), "audio": audio, "live": live, "resume": resume}
     if resume:  # a folder of frames may be half done, so only finished files count
-        done = [(kind, src, dst) for kind, src, dst in jobs if kind != "video->frames" and dst.is_file()]
+        done = [(kind, src, dst) for kind, src, dst in jobs if kind != "video->frames" and isinstance(dst, Path) and dst.is_file()]
         jobs = [job for job in jobs if job not in done]
         click.echo(f"restore: --resume: {len(done)} outputs exist already, {len(jobs)} to do", err=True)
         if not jobs:
@@ -179,8 +230,8 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
         for kind, src, dst in jobs:
             start = time.perf_counter()
             try:
-                with outputs.output_lock(dst):
-                    what = _run_one(restorer, kind, src, dst, skip, not quiet, fps, quality)
+                with outputs.output_lock(dst) if isinstance(dst, Path) else contextlib.nullcontext():
+                    what = _run_one(restorer, kind, src, dst, skip, not quiet, fps, quality, video)
             except RestoreError as e:
                 if len(jobs) == 1:
                     raise

@@ -3,7 +3,8 @@
 ``write_conv_artifact`` writes an artifact directory like restore-export's (model.onnx +
 metadata.json) holding a small random convolutional net built with onnx.helper: fast to run on
 CPU, a known receptive field (radius = number of 3x3 layers), optional x4 pixel-shuffle head.
-Needs the ``onnx`` package (restore[train]); the runtime itself does not.
+Needs the ``onnx`` package (restore[train]); the runtime itself does not. ``write_test_video`` makes
+real media with PyAV for the video tests and benchmarks.
 """
 import json
 from pathlib import Path
@@ -80,16 +81,70 @@ def write_conv_artifact(directory, channels=3, layers=2, scale=1, tile=64, overl
     return directory
 
 
-def decodable_frames(path):
-    """How many frames OpenCV decodes from a video, reading to the end (the container's frame
-    count can lie about a cut-off file)."""
-    import cv2
+def write_test_video(path, frames=12, size=(64, 48), fps=10, codec="libx264", pix_fmt="yuv420p", audio=None, pts=None,
+                     rotation=0, colour=None, format=None, seed=0, options=None):
+    """A real video made with PyAV: a moving pattern plus noise (so every frame differs).
 
-    capture = cv2.VideoCapture(str(path))
+    ``audio``: an encoder name ("aac", "libopus"...) for a 48 kHz stereo tone alongside;
+    ``pts``: explicit timestamps in 1/1000 s (VFR); ``rotation``: display matrix degrees;
+    ``colour``: codec-context colour fields (e.g. ``{"color_primaries": 1, ...}``)."""
+    from fractions import Fraction
+
+    import av
+
+    w, h = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    target = path if hasattr(path, "write") else str(path)
+    with av.open(target, "w", format=format) as out:
+        video = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options or {})
+        video.width, video.height, video.pix_fmt = w, h, pix_fmt
+        video.codec_context.time_base = video.time_base = Fraction(1, 1000) if pts is not None else 1 / video.codec_context.framerate
+        for field, value in (colour or {}).items():
+            setattr(video.codec_context, field, value)
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = None
+        if audio:
+            sound = out.add_stream(audio, rate=48000, layout="stereo")
+        deep = av.VideoFormat(pix_fmt).components[0].bits > 8
+        samples = 0
+        for i in range(frames):
+            base = 127 + 100 * np.sin((x + 3 * i) / 9.0) * np.cos((y - 2 * i) / 7.0)
+            rgb = np.clip(base[..., None] + rng.normal(0, 12, (h, w, 3)), 0, 255)
+            image = (rgb * 257).astype(np.uint16) if deep else rgb.astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if deep else "rgb24").reformat(format=pix_fmt)
+            frame.pts = pts[i] if pts is not None else i
+            frame.time_base = video.codec_context.time_base
+            out.mux(video.encode(frame))
+            if sound is not None:  # audio up to this frame's end
+                until = int(48000 * ((pts[i] / 1000 + 0.1) if pts is not None else (i + 1) / fps))
+                while samples + 1024 <= until:
+                    t = (samples + np.arange(1024)) / 48000
+                    tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+                    chunk = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+                    chunk.sample_rate, chunk.pts = 48000, samples
+                    out.mux(sound.encode(chunk))
+                    samples += 1024
+        out.mux(video.encode(None))
+        if sound is not None:
+            out.mux(sound.encode(None))
+    return path
+
+
+def decodable_frames(path):
+    """How many video frames FFmpeg decodes from a file, reading to the end (the container's
+    frame count can lie about a cut-off file)."""
+    import av
+
     try:
-        count = 0
-        while capture.read()[0]:
-            count += 1
-        return count
-    finally:
-        capture.release()
+        with av.open(str(path)) as container:
+            count = 0
+            for packet in container.demux(container.streams.video[0]):
+                try:
+                    count += len(packet.decode())
+                except av.FFmpegError:
+                    break
+            return count
+    except (av.FFmpegError, IndexError):
+        return 0

@@ -1,0 +1,83 @@
+"""Where video comes from and goes to: files, ``-`` (stdin/stdout), URLs and capture devices.
+
+A URL (http, https, rtsp, rtmp, udp, rtp, srt, tcp) or ``/dev/videoN`` is handed to FFmpeg as
+the user wrote it; only local files are paths. Live sources (udp, rtp, rtsp, srt, capture
+devices) do not wait for a slow reader, so they run in live mode (see decode.py).
+"""
+import re
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+STDIO = "-"
+URL_SCHEMES = {"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"}
+LIVE_SCHEMES = {"udp", "rtp", "rtsp", "rtsps", "srt"}
+INPUT_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".wmv", ".flv",
+                  ".3gp", ".ogv", ".mxf", ".y4m", ".vob"}
+# output suffix -> FFmpeg muxer
+OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi", ".ts": "mpegts"}
+STDOUT_FORMAT = "matroska"  # takes every codec and audio/subtitle kind; streamable without seeking
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def scheme(src):
+    match = _SCHEME.match(str(src))
+    return match.group(1).lower() if match else None
+
+
+def is_device(src):
+    return str(src).startswith("/dev/video")
+
+
+def is_stream(src):
+    """``-``, a URL FFmpeg opens, or a capture device: not a file the runtime lists or checks."""
+    return str(src) == STDIO or scheme(src) in URL_SCHEMES or is_device(src)
+
+
+def is_live(src):
+    return scheme(src) in LIVE_SCHEMES or is_device(src)
+
+
+def is_video(path):
+    return is_stream(path) or Path(path).suffix.lower() in INPUT_SUFFIXES
+
+
+def display_name(src):
+    """A short name for progress bars and messages."""
+    if str(src) == STDIO:
+        return "stdin"
+    return str(src) if is_stream(src) else Path(src).name
+
+
+def output_format(dst):
+    """The FFmpeg muxer for an output path (``-``: stdout), or None when the suffix is not one."""
+    return STDOUT_FORMAT if str(dst) == STDIO else OUTPUT_FORMATS.get(Path(dst).suffix.lower())
+
+
+def open_source(src, live_timeout=5.0):
+    """An opened PyAV input container for ``src``; InputError (one line) when FFmpeg cannot."""
+    import av
+
+    src_text = str(src)
+    if not is_stream(src):
+        path = Path(src)
+        if not path.is_file():
+            raise InputError(path, "no such file", "check the path")
+        if path.stat().st_size == 0:
+            raise InputError(path, "empty file (0 bytes)", "re-create or remove it")
+    try:
+        if src_text == STDIO:
+            return av.open(sys.stdin.buffer, "r")
+        if is_device(src):
+            return av.open(src_text, "r", format="v4l2")
+        if is_stream(src):  # a network source that stops sending ends the run instead of hanging it
+            return av.open(src_text, "r", timeout=(max(live_timeout, 10.0), live_timeout))
+        return av.open(src_text, "r")
+    except av.FFmpegError as e:
+        raise InputError(display_name(src) if is_stream(src) else src, f"cannot open this video ({_reason(e)})",
+                         "check the file, URL or device") from None
+
+
+def _reason(error):
+    return getattr(error, "strerror", None) or str(error)
