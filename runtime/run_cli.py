@@ -93,6 +93,7 @@ def _expand(inputs, output, fps, frames):
     from .media import STDIO, is_stream
     from .streams import is_image, is_video, list_media
 
+    output = os.fspath(output)
     if output == "":
         raise ConfigError("-o ''", "the output is empty", "give an output file or folder")
     folder_wanted = output.endswith(("/", os.sep))

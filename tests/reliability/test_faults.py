@@ -149,8 +149,8 @@ def test_resume_after_an_interrupted_video_finishes_it_and_keeps_the_partial(tmp
     proc = start_run(video, "-o", out, "--model", tiny_model, "-q")
     wait_for_frames(out, proc, min_bytes=20_000)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_INTERRUPTED and (tmp_path / "out" / "clip.partial.avi").exists()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED and (tmp_path / "out" / "clip.partial.avi").exists(), stderr
     again = kit.run_cli("restore", "run", video, "-o", out, "--model", tiny_model, "--resume", "-q")
     assert again.code == 0, again.stderr
     assert "0 outputs exist already, 1 to do" in again.stderr
