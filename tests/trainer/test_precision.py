@@ -44,7 +44,7 @@ def test_shipped_model_in_fp16_at_256_tiles_is_finite_and_close_to_fp32(shipped)
 
 
 def test_declared_modules_and_named_ones_run_fp32_and_the_original_is_untouched(shipped):
-    assert declared_fp32(shipped) == ["deconv"]
+    assert declared_fp32(shipped) == ["deconv", "detail_gate"]
     net = half_precision(shipped, islands=["bottleneck", "bottleneck.0", "deconv.estimator"])
     assert isinstance(net.deconv, Fp32Island) and isinstance(net.bottleneck, Fp32Island)
     assert not isinstance(net.bottleneck.inner[0], Fp32Island)  # inside an island: nothing more
