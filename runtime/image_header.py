@@ -79,7 +79,7 @@ def read_image_size(f):
             return _bmp(head)
         if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
             return _webp(head)
-    except (struct.error, ValueError):  # the header ends early
+    except (struct.error, ValueError, OverflowError):  # the header ends early or points past any file
         return None
     return None
 
@@ -194,7 +194,7 @@ def _bmp(head):
     if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
         return struct.unpack("<HH", head[18:22])
     width, height = struct.unpack("<ii", head[18:26])
-    return width, abs(height)  # negative height: rows stored top-down
+    return (width, abs(height)) if width >= 0 else None  # negative height: rows stored top-down
 
 
 def _webp(head):

@@ -74,11 +74,15 @@ class OnnxRuntimeBackend(Backend):
             raise ModelError(path, f"output {out.name!r} has shape {out.shape}, expected an NCHW image", "give an image restoration model exported by restore-export")
         self.dtype = np.dtype(_ORT_TYPES[inp.type])
         n, c, h, w = inp.shape
-        self.in_channels = c if isinstance(c, int) else self.model.io.get("in_channels", 3)
+        io = self.model.io
+        for key, shape in (("in_channels", inp.shape), ("out_channels", out.shape)):
+            if isinstance(shape[1], int) and io.get(key) not in (None, shape[1]):
+                raise ModelError(path, f"its metadata says io.{key} {io[key]}, the graph has {shape[1]}",
+                                 "the metadata.json belongs to another model; re-export it with restore-export")
+        self.in_channels = c if isinstance(c, int) else io.get("in_channels", 3)
         fixed = h if isinstance(h, int) and h > 0 else None
         self.tile = fixed
         self.max_batch = n if isinstance(n, int) and n > 0 else self.model.metadata.get("shapes", {}).get("batch", {}).get("max")
-        io = self.model.io
         self.scale = io.get("scale") or self._probe_scale(out)
         self.out_channels = io.get("out_channels") or (out.shape[1] if isinstance(out.shape[1], int) else self.in_channels)
         self.size_multiple = io.get("size_multiple", 1)
