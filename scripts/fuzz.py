@@ -5,7 +5,7 @@ the artifact metadata loader (runtime/metadata.py through Restorer) and the chec
     OMP_NUM_THREADS=1 python scripts/fuzz.py [--seconds 300] [--target image_header metadata checkpoint] [--json OUT]
 
 A run passes when every input ends in a result or in the error the contract allows (None /
-"truncated" / a size for the header reader, ModelError for metadata, ModelError or InputError for
+"truncated" / "unsupported ..." / a size for the header reader, one-line InputError for the file check, ModelError for metadata, ModelError or InputError for
 checkpoints); anything else is a crash, reported with its shrunk input. The suite runs it for a few
 seconds (tests/reliability/test_fuzz.py); RESTORE_FUZZ_SECONDS sets its budget.
 """
@@ -110,7 +110,7 @@ class ImageHeaderTarget:
         from restore.runtime.image_header import check_image_file, read_image_size
 
         size = read_image_size(io.BytesIO(data))
-        assert size is None or size == "truncated" or (len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)), size
+        assert size is None or isinstance(size, str) or (len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)), size
         self.path.write_bytes(data)
         try:
             check_image_file(self.path)
