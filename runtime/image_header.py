@@ -55,7 +55,7 @@ def not_a_file(path):
             return None
         mode = path.lstat().st_mode
     except FileNotFoundError:
-        return "no such file"
+        return "no such file or folder"
     except OSError as e:
         return f"cannot look at it: {e.strerror}"
     if stat.S_ISLNK(mode):
@@ -116,7 +116,7 @@ def read_image_size(f):
             return _bmp(head)
         if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
             return _webp(head)
-    except (struct.error, ValueError, OverflowError):  # the header ends early or points past any file
+    except (struct.error, ValueError, OverflowError, IndexError):  # the header ends early or points past any file
         return None
     return None
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .errors import ConfigError, InputError, PartialFailure, RestoreError
+from .errors import ConfigError, InputError, ModelError, OutputError, PartialFailure, RestoreError
+from .options import BATCH, DEVICE, OVERLAP, TILE, UserPath
 from .pixels import unit_float
 
 BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
@@ -64,13 +65,14 @@ def _output_for(src, output, single, frames):
 
 def _expand(inputs, output, fps, frames):
     """(kind, source, destination) jobs. A folder input with a video output becomes one video."""
+    from .image_header import not_a_file
     from .streams import is_image, is_video, list_media
 
     single = len(inputs) == 1
     jobs = []
     for src in inputs:
         if not src.exists():
-            raise InputError(src, "no such file or folder", "check the path")
+            raise InputError(src, not_a_file(src), "check the path")
         if src.is_dir():
             if single and is_video(output):
                 jobs.append(("folder->video", src, output))
@@ -116,14 +118,15 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None):
 
 
 @click.command("run")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output file (one input) or folder.")
-@click.option("--model", default="default", show_default=True, help="'default', an artifact folder, .onnx, .engine or checkpoint.")
+@click.argument("inputs", nargs=-1, required=True, type=UserPath(InputError))
+@click.option("-o", "--output", required=True, type=UserPath(OutputError), help="Output file (one input) or folder.")
+@click.option("--model", default="default", show_default=True, type=UserPath(ModelError, keep=("default",)),
+              help="'default', an artifact folder, .onnx, .engine or checkpoint.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--tile", type=int, help="Tile size in pixels (default: the artifact's advice).")
-@click.option("--overlap", type=int, help="Tile overlap in pixels (default: the artifact's advice).")
-@click.option("--batch", type=int, help="Tiles per inference batch.")
-@click.option("--device", help="cpu, cuda or cuda:N (default: the backend's best).")
+@click.option("--tile", type=TILE, help="Tile size in pixels (default: the artifact's advice).")
+@click.option("--overlap", type=OVERLAP, help="Tile overlap in pixels (default: the artifact's advice).")
+@click.option("--batch", type=BATCH, help="Tiles per inference batch.")
+@click.option("--device", type=DEVICE, help="cpu, cuda or cuda:N (default: the backend's best).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), help="Default: fp16 on GPU, fp32 on CPU.")
 @click.option("--skip-sharp", is_flag=True, help="Pass sharp and flat tiles through without inference (faster on mostly sharp input).")
 @click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
@@ -165,10 +168,10 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
 
 
 @click.command("demo")
-@click.option("-o", "--output", default="restore-demo", show_default=True, type=click.Path(path_type=Path), help="Folder for the side-by-side PNGs and report.")
-@click.option("--model", default="default", show_default=True)
+@click.option("-o", "--output", default="restore-demo", show_default=True, type=UserPath(OutputError), help="Folder for the side-by-side PNGs and report.")
+@click.option("--model", default="default", show_default=True, type=UserPath(ModelError, keep=("default",)))
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--samples", default=str(SAMPLES_DIR), show_default=True, type=click.Path(path_type=Path), help="Folder of blurry PNGs (sharp references in its sharp/ subfolder).")
+@click.option("--samples", default=str(SAMPLES_DIR), show_default=True, type=UserPath(InputError), help="Folder of blurry PNGs (sharp references in its sharp/ subfolder).")
 def demo(output, model, backend, samples):
     """Restore the bundled blurry samples with the shipped model; write before|after PNGs and a
     report (PSNR against samples/sharp/ where a reference exists, sharpness otherwise)."""

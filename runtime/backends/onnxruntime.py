@@ -53,6 +53,8 @@ class OnnxRuntimeBackend(Backend):
         use_fp16 = self._cuda and self.precision != "fp32" and self.model.fp16_onnx is not None
         if self.precision == "fp16" and self.model.fp16_onnx is None:
             raise BackendError(self.model.name, "fp16 requested but the artifact has no model.fp16.onnx", "export with --fp16 or use --precision fp32")
+        if self.precision == "fp16" and not self._cuda:  # it would quietly run the fp32 graph
+            raise BackendError("onnxruntime", "fp16 runs only on a GPU (CUDAExecutionProvider) here", "use --precision fp32 on a CPU")
         path = self.model.fp16_onnx if use_fp16 or not self.model.onnx else self.model.onnx
         if self._cuda:
             device_id = int(str(self.device).split(":")[1]) if self.device and ":" in str(self.device) else 0
