@@ -30,8 +30,9 @@ HOSTILE = [None, True, 0, -1, 1000, 2**63, 1e308, float("nan"), float("inf"), "x
            "/etc/passwd", [], {}, [0.0], [1.0, 1.0], "a" * 300]
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
            | st.text(max_size=12) | st.sampled_from(HOSTILE))
+# copies: a drawn [] or {} from HOSTILE must not be shared by two places (or grow between cases)
 json_values = st.recursive(scalars, lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
-                           max_leaves=16)
+                           max_leaves=16).map(copy.deepcopy)
 
 
 def _spots(node, path=()):

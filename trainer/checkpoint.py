@@ -180,7 +180,9 @@ def _build_sized(ckpt):
         return build_model(spec)
     except ConfigError as e:  # the registry's words, but a checkpoint is a model file (exit 4)
         raise ModelError(subject, f"field config: {e.problem}", e.hint) from None
-    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as e:  # a constructor refusing odd values
+    except ModelError:
+        raise
+    except Exception as e:  # whatever a constructor raises for values it cannot take (widths: [] gave IndexError)
         raise ModelError(subject, f"field config: the {ckpt['arch']!r} model cannot be built from it ({type(e).__name__}: {str(e)[:100]})",
                          "use a checkpoint written by restore") from None
 

@@ -133,6 +133,7 @@ HOSTILE_DESCRIPTIONS = {
     "arch a number": ({"arch": 7}, "field arch"),
     "arch unknown": ({"arch": "no-such-net"}, "unknown architecture"),
     "widths negative": ({"config": {"widths": [-8, 16]}}, "field config"),
+    "widths empty (found by fuzzing)": ({"config": {"widths": []}}, "field config"),
     "widths zero": ({"config": {"widths": [0]}}, "field config"),
     "unknown option": ({"config": {"no_such_option": 1}}, "field config"),
     "metrics a list": ({"metrics": [1]}, "field metrics"),
