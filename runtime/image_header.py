@@ -97,7 +97,10 @@ def check_image_file(path):
 
 
 def _pixels(count):
-    """A pixel count in words that stay exact enough to compare: 268.4 Mpixel, 1,600 pixels."""
+    """A pixel count in words that never round to 0 or make two counts look equal: 268 Mpixel,
+    2.5 Mpixel, 1,600 pixels."""
+    if count >= 10**7:
+        return f"{count / 1e6:.0f} Mpixel"
     return f"{count / 1e6:.1f} Mpixel" if count >= 10**6 else f"{count:,} pixels"
 
 

@@ -238,6 +238,13 @@ def fuzz(name, seconds, chunk=50, log=print):
         return result
 
 
+def _cpu():
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="budget per target")
@@ -246,8 +253,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = [fuzz(name, args.seconds) for name in args.target]
     if args.json:
-        args.json.write_text(json.dumps({"command": "python scripts/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                                         "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"command": "OMP_NUM_THREADS=1 python scripts/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                                         "cpu": _cpu(), "results": results}, indent=2) + "\n")
     return 1 if any(r["crashes"] for r in results) else 0
 
 

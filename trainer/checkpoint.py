@@ -22,6 +22,7 @@ import torch
 
 from restore.runtime.atomic import atomic_path
 from restore.runtime.errors import ConfigError, InputError, ModelError
+from restore.runtime.image_header import not_a_file
 
 from .models import build_model
 
@@ -62,8 +63,10 @@ def save_checkpoint(path, model, *, training=None, metrics=None, extra=None):
 def load_checkpoint(path):
     """Return the checkpoint as a dict with keys format, arch, config, metrics, state_dict, training."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found", "give the path of a .pt or .safetensors file")
+    problem = not_a_file(path)
+    if problem:
+        problem = "checkpoint not found" if problem.startswith("no such") else f"checkpoint is {problem}"
+        raise InputError(path, problem, "give the path of a .pt or .safetensors file")
     if path.stat().st_size == 0:
         raise InputError(path, "checkpoint file is empty", "the save was interrupted; use an earlier checkpoint")
     try:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -144,14 +145,16 @@ def test_export_into_the_current_folder_is_refused_before_exporting(tmp_path, ki
 
 
 def interrupted_export(checkpoint, out, after_line):
-    """restore-export sent SIGINT once its stderr has printed ``after_line`` lines (0: at once,
-    while it is still importing torch)."""
+    """restore-export sent SIGINT once its stderr has printed ``after_line`` lines (0: as soon as
+    it loads torch's libraries, while it is still importing torch)."""
     proc = subprocess.Popen([sys.executable, "-c", "from restore.export.cli import main; main()", str(checkpoint), "-o", str(out),
                              "--target", "onnx", "--fp16"], stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a test runner may ignore SIGINT
     lines = [proc.stderr.readline() for _ in range(after_line)]
-    if not after_line:
-        time.sleep(1.0)  # past the interpreter's start, which a signal would simply end
+    if not after_line:  # into the command: torch's libraries are being loaded
+        end = time.monotonic() + 120
+        while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text() and time.monotonic() < end:
+            time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()
     proc.wait(timeout=120)
