@@ -10,6 +10,7 @@ model's scale.
 """
 from .artifact import resolve_model
 from .backends import open_backend
+from .errors import ModelError
 from .tiler import Tiler
 
 
@@ -20,12 +21,17 @@ class Restorer:
         self._why = self.backend_choice or f"--backend {backend} as asked"
         advice = self.source.tiling
         mean, std = self.source.normalisation
+        for name, values in (("mean", mean), ("std", std)):
+            if values is not None and len(values) != self.backend.in_channels:
+                self.backend.deactivate()
+                raise ModelError(self.source.name, f"metadata io.normalisation.{name} has {len(values)} values for a model of {self.backend.in_channels} input channels",
+                                 "the metadata.json belongs to another model; re-export it with restore-export")
         self.tiler = Tiler(
             self.backend,
             tile=tile,
             default_tile=advice["tile"],
             overlap=advice["overlap"] if overlap is None else overlap,
-            batch=batch or advice["batch"],
+            batch=advice["batch"] if batch is None else batch,
             mean=mean,
             std=std,
         )

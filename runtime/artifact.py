@@ -4,16 +4,16 @@ A model is given as "default" (the shipped model in runtime/models/default/), an
 directory (metadata.json + model.onnx / engines, written by ``restore-export``), a single
 .onnx / .engine file (its directory's metadata.json is used when present), or a checkpoint
 (.pt / .safetensors, needs torch). Everything the runtime needs (scale, channels, tile and
-overlap advice, normalisation) comes from metadata.json, never from trainer code.
+overlap advice, normalisation) comes from metadata.json, never from trainer code; it is read
+and checked by runtime/metadata.py, and every file of a directory must lie inside it.
 """
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, ModelError
+from .metadata import inside, read_metadata
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
-ARTIFACT_FORMAT = "restore-artifact/1"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
 DEFAULT_TILE, DEFAULT_OVERLAP, DEFAULT_BATCH = 256, 32, 4
 
@@ -75,7 +75,7 @@ def resolve_model(model):
     suffix = path.suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
         return ModelSource(name=str(model), checkpoint=path)
-    metadata = _read_metadata(path.parent / "metadata.json") if (path.parent / "metadata.json").is_file() else {}
+    metadata = read_metadata(path.parent / "metadata.json") if (path.parent / "metadata.json").is_file() else {}
     if suffix == ".onnx":
         return ModelSource(name=str(model), onnx=path, metadata=metadata)
     if suffix in (".engine", ".plan", ".trt"):
@@ -85,16 +85,16 @@ def resolve_model(model):
 
 def _from_directory(directory):
     meta_path = directory / "metadata.json"
-    metadata = _read_metadata(meta_path) if meta_path.is_file() else {}
+    metadata = read_metadata(meta_path) if meta_path.is_file() else {}
     files = metadata.get("files", {})
 
     def pick(key, *fallbacks):
         for name in (files.get(key), *fallbacks):
             if name and (directory / name).is_file():
-                return directory / name
+                return inside(directory, name, f"files.{key}" if name == files.get(key) else name)
         return None
 
-    checkpoints = sorted(p for p in directory.iterdir() if p.suffix in CHECKPOINT_SUFFIXES)
+    checkpoints = sorted(inside(directory, p.name, p.name) for p in directory.iterdir() if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
     source = ModelSource(
         name=str(directory),
         onnx=pick("onnx", "model.onnx"),
@@ -108,14 +108,3 @@ def _from_directory(directory):
     if not any((source.onnx, source.fp16_onnx, source.engine, source.fp16_engine, source.checkpoint)):
         raise ModelError(directory, "no model.onnx, engine or checkpoint in this directory", "export one with `restore-export`")
     return source
-
-
-def _read_metadata(path):
-    try:
-        metadata = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ModelError(path, f"unreadable artifact metadata ({e})", "re-export the model") from None
-    fmt = metadata.get("format")
-    if fmt != ARTIFACT_FORMAT:
-        raise ModelError(path, f"artifact format {fmt!r} is not {ARTIFACT_FORMAT!r}", "re-export with this version of restore-export")
-    return metadata

@@ -42,13 +42,22 @@ def unique_temp(path, suffix=None):
     suffix = path.suffix if suffix is None else suffix
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{_fitting_stem(path.stem, suffix)}.", suffix=f".partial{suffix}", dir=path.parent)
         os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; an output gets a normal file's mode
         os.close(fd)
     except OSError as e:
         problem = "a part of this path is a file, not a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) else f"cannot write here: {e.strerror}"
         raise OutputError(path, problem, "choose a writable output path") from None
     return Path(tmp)
+
+
+def _fitting_stem(stem, suffix, name_max=255):
+    """``stem`` cut so that ``.STEM.XXXXXXXX.partialSUFFIX`` stays within NAME_MAX bytes: a legal
+    250-byte output name must not fail because its temporary sibling's name is too long."""
+    room = max(name_max - len(os.fsencode(f"..{'x' * 8}.partial{suffix}")), 0)
+    while len(os.fsencode(stem)) > room:  # cut whole characters, never half of one
+        stem = stem[:-1]
+    return stem
 
 
 def _process_umask():

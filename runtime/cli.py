@@ -3,6 +3,7 @@ missing optional part is reported, not crashed on."""
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
@@ -66,6 +67,11 @@ def run_main(command, prog_name):
     # both later than this; a user's own setting wins (e.g. OPENCV_LOG_LEVEL=INFO to debug).
     os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # AV_LOG_PANIC
+    # Library warnings (NumPy's RuntimeWarning with its source line, matplotlib's UserWarning)
+    # are noise to a user: what matters is reported in the command's own line. -W or
+    # PYTHONWARNINGS still show them.
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
     try:
         command.main(prog_name=prog_name, standalone_mode=False)
     except RestoreError as e:
@@ -82,7 +88,23 @@ def run_main(command, prog_name):
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+    except Exception as e:
+        if not _caused_by_interrupt(e):
+            raise
+        # Ctrl-C inside a library that wraps what it catches (torch.export's TorchExportError)
+        click.echo(f"{prog_name}: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(0)
+
+
+def _caused_by_interrupt(error):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def main():

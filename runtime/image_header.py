@@ -6,9 +6,11 @@ of the formats the runtime accepts (PNG, JPEG, TIFF/BigTIFF, BMP, WebP) and refu
 above ``max_image_pixels()`` -- 2**28 pixels (16384 x 16384) unless the environment variable
 ``RESTORE_MAX_IMAGE_PIXELS`` says otherwise -- or a file that is none of those formats. It also
 refuses a PNG whose chunks are cut short or fail their CRC and a JPEG with no end marker after
-its scan: decoders fill such images up with grey or garbage instead of failing.
+its scan: decoders fill such images up with grey or garbage instead of failing, and a TIFF whose
+samples the runtime cannot take (float16, more than 4 channels), so it is not called corrupt.
 """
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -22,6 +24,13 @@ MAX_PIXELS_ENV = "RESTORE_MAX_IMAGE_PIXELS"
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _FORMATS = "PNG, JPEG, TIFF, BMP or WebP"
 _TRUNCATED = "truncated"
+_TIFF_SAMPLE_FORMATS = {1: "uint", 2: "int", 3: "float"}
+# TIFF samples OpenCV decodes into what the runtime takes (read_image: uint8, uint16, float32)
+_TIFF_SUPPORTED = {("uint", 8), ("uint", 16), ("float", 32), ("int", 8), ("int", 16), ("int", 32), ("float", 64)}
+
+
+class Unsupported(str):
+    """What ``read_image_size`` returns for a readable header of pixels the runtime cannot take."""
 
 
 def max_image_pixels():
@@ -37,12 +46,33 @@ def max_image_pixels():
     return limit
 
 
+def not_a_file(path):
+    """Why ``path`` is not a readable regular file, in words (a missing file, a dangling symbolic
+    link, a named pipe, a folder...), or None when it is one."""
+    path = Path(path)
+    try:
+        if path.is_file():
+            return None
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return "no such file or folder"
+    except OSError as e:
+        return f"cannot look at it: {e.strerror}"
+    if stat.S_ISLNK(mode):
+        return f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file"
+
+
 def check_image_file(path):
     """(width, height) of the image file at ``path`` after checking it is a non-empty file of a
     known format within the pixel limit; InputError naming the file otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such file", "check the path")
+    problem = not_a_file(path)
+    if problem:
+        raise InputError(path, problem, "give a regular image file")
     try:
         if path.stat().st_size == 0:
             raise InputError(path, "empty file (0 bytes)", "re-create or remove it")
@@ -54,14 +84,24 @@ def check_image_file(path):
         raise InputError(path, f"not a readable {_FORMATS} image (corrupt, truncated or another format)", "check the file or remove it")
     if size is _TRUNCATED:
         raise InputError(path, "truncated or damaged image (the file ends early or fails its checksums)", "copy it again or remove it")
+    if isinstance(size, Unsupported):
+        raise InputError(path, f"unsupported {size}", "convert it to 8- or 16-bit integers or float32 with 1 to 4 channels")
     width, height = size
     if width < 1 or height < 1:
         raise InputError(path, f"header says {width}x{height} pixels", "the file is corrupt; re-create or remove it")
     limit = max_image_pixels()
     if width * height > limit:
-        raise InputError(path, f"{width}x{height} is {width * height / 1e6:.0f} Mpixel, above the limit of {limit / 1e6:.0f} Mpixel",
+        raise InputError(path, f"{width}x{height} is {_pixels(width * height)}, above the limit of {_pixels(limit)}",
                          f"split or downscale it, or raise {MAX_PIXELS_ENV}")
     return width, height
+
+
+def _pixels(count):
+    """A pixel count in words that never round to 0 or make two counts look equal: 268 Mpixel,
+    2.5 Mpixel, 1,600 pixels."""
+    if count >= 10**7:
+        return f"{count / 1e6:.0f} Mpixel"
+    return f"{count / 1e6:.1f} Mpixel" if count >= 10**6 else f"{count:,} pixels"
 
 
 def read_image_size(f):
@@ -79,7 +119,7 @@ def read_image_size(f):
             return _bmp(head)
         if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
             return _webp(head)
-    except (struct.error, ValueError):  # the header ends early
+    except (struct.error, ValueError, OverflowError, IndexError):  # the header ends early or points past any file
         return None
     return None
 
@@ -176,17 +216,25 @@ def _tiff(f, head):
     found = {}
     for i in range(0, len(entries) - entry_size + 1, entry_size):
         tag, kind = struct.unpack(endian + "HH", entries[i : i + 4])
-        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4), or LONG8 (16)
+        # ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel, SampleFormat: the first value,
+        # SHORT (3), LONG (4) or LONG8 (16), held in the entry when it fits, else at its offset
+        if tag in (256, 257, 258, 277, 339) and kind in (3, 4, 16):
+            (n,) = struct.unpack(endian + count_fmt, entries[i + 4 : i + 4 + struct.calcsize(count_fmt)])
+            fmt = {3: "H", 4: "I", 16: "Q"}[kind]
             value = entries[i + (12 if big else 8) : i + entry_size]  # after tag, type, count
-            if kind == 3:
-                (found[tag],) = struct.unpack(endian + "H", value[:2])
-            elif kind == 4:
-                (found[tag],) = struct.unpack(endian + "I", value[:4])
-            elif kind == 16:
-                (found[tag],) = struct.unpack(endian + "Q", value[:8])
-    if 256 in found and 257 in found:
-        return found[256], found[257]
-    return None
+            if n * struct.calcsize(fmt) > len(value):
+                f.seek(struct.unpack(endian + value_fmt, value)[0])
+                value = f.read(struct.calcsize(fmt))
+            (found[tag],) = struct.unpack(endian + fmt, value[: struct.calcsize(fmt)])
+    if 256 not in found or 257 not in found:
+        return None
+    samples, bits = found.get(277, 1), found.get(258, 1)
+    sample_format = _TIFF_SAMPLE_FORMATS.get(found.get(339, 1), "unknown")
+    if samples > 4:
+        return Unsupported(f"channels: {samples} samples per pixel (at most 4)")
+    if bits > 1 and (sample_format, bits) not in _TIFF_SUPPORTED:
+        return Unsupported(f"pixel type {sample_format}{bits} ({sample_format} samples of {bits} bits)")
+    return found[256], found[257]
 
 
 def _bmp(head):
@@ -194,7 +242,7 @@ def _bmp(head):
     if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
         return struct.unpack("<HH", head[18:22])
     width, height = struct.unpack("<ii", head[18:26])
-    return width, abs(height)  # negative height: rows stored top-down
+    return (width, abs(height)) if width >= 0 else None  # negative height: rows stored top-down
 
 
 def _webp(head):

@@ -13,8 +13,9 @@ import click
 import numpy as np
 
 from . import outputs
-from .errors import ConfigError, InputError, PartialFailure, RestoreError
+from .errors import ConfigError, InputError, ModelError, OutputError, PartialFailure, RestoreError
 from .media.mux import AUDIO_MODES
+from .options import BATCH, DEVICE, OVERLAP, TILE, UserPath
 from .pixels import unit_float
 
 BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
@@ -90,6 +91,7 @@ def _expand(inputs, output, fps, frames):
     """(kind, source, destination) jobs. A folder input with a video output becomes one video.
     ``output`` is the -o text as given: a trailing / asks for a folder. Streams (``-``, URLs,
     devices) stay strings, handed to FFmpeg untouched; files become Paths."""
+    from .image_header import not_a_file
     from .media import STDIO, is_stream
     from .streams import is_image, is_video, list_media
 
@@ -106,7 +108,7 @@ def _expand(inputs, output, fps, frames):
             continue
         src = Path(src)
         if not src.exists():
-            raise InputError(src, "no such file or folder", "check the path")
+            raise InputError(src, not_a_file(src), "check the path")
         if src.is_dir():
             if single and is_video(output) and not folder_wanted:  # a video file or - (stdout)
                 jobs.append(("folder->video", src, output))
@@ -184,14 +186,16 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 
 
 @click.command("run")
-@click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, help="Output file (one input), folder (a trailing / makes it one), or - (a Matroska video on stdout).")
-@click.option("--model", default="default", show_default=True, help="'default', an artifact folder, .onnx, .engine or checkpoint.")
+@click.argument("inputs", nargs=-1, required=True, type=UserPath(InputError, text=True))
+@click.option("-o", "--output", required=True, type=UserPath(OutputError, text=True),
+              help="Output file (one input), folder (a trailing / makes it one), or - (a Matroska video on stdout).")
+@click.option("--model", default="default", show_default=True, type=UserPath(ModelError, keep=("default",)),
+              help="'default', an artifact folder, .onnx, .engine or checkpoint.")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--tile", type=int, help="Tile size in pixels (default: the artifact's advice).")
-@click.option("--overlap", type=int, help="Tile overlap in pixels (default: the artifact's advice).")
-@click.option("--batch", type=int, help="Tiles per inference batch.")
-@click.option("--device", help="cpu, cuda or cuda:N (default: the backend's best).")
+@click.option("--tile", type=TILE, help="Tile size in pixels (default: the artifact's advice).")
+@click.option("--overlap", type=OVERLAP, help="Tile overlap in pixels (default: the artifact's advice).")
+@click.option("--batch", type=BATCH, help="Tiles per inference batch.")
+@click.option("--device", type=DEVICE, help="cpu, cuda or cuda:N (default: the backend's best).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), help="Default: fp16 on GPU, fp32 on CPU.")
 @click.option("--skip-sharp", is_flag=True, help="Pass sharp and flat tiles through without inference (faster on mostly sharp input).")
 @click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
@@ -247,10 +251,10 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
 
 
 @click.command("demo")
-@click.option("-o", "--output", default="restore-demo", show_default=True, type=click.Path(path_type=Path), help="Folder for the side-by-side PNGs and report.")
-@click.option("--model", default="default", show_default=True)
+@click.option("-o", "--output", default="restore-demo", show_default=True, type=UserPath(OutputError), help="Folder for the side-by-side PNGs and report.")
+@click.option("--model", default="default", show_default=True, type=UserPath(ModelError, keep=("default",)))
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--samples", default=str(SAMPLES_DIR), show_default=True, type=click.Path(path_type=Path), help="Folder of blurry PNGs (sharp references in its sharp/ subfolder).")
+@click.option("--samples", default=str(SAMPLES_DIR), show_default=True, type=UserPath(InputError), help="Folder of blurry PNGs (sharp references in its sharp/ subfolder).")
 @click.option("-q", "--quiet", is_flag=True, help="No header or per-sample lines; errors only.")
 def demo(output, model, backend, samples, quiet):
     """Restore the bundled blurry samples with the shipped model; write before|after PNGs and a

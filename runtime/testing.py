@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import ARTIFACT_FORMAT
+from .metadata import ARTIFACT_FORMAT
 
 ONNX_IR_VERSION = 10  # ONNX Runtime 1.31 reads at most IR 13; onnx 1.23 writes 14 by default
 ONNX_OPSET = 17

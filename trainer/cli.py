@@ -5,14 +5,15 @@ from pathlib import Path
 
 import click
 
-from restore.runtime.errors import ConfigError
+from restore.runtime.errors import ConfigError, InputError, OutputError
+from restore.runtime.options import UserPath
 from restore.runtime.outputs import finite_json, reusable_folder
 
 
 @click.command("train")
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config", type=UserPath(InputError))
 @click.argument("overrides", nargs=-1)
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--run-dir", type=UserPath(OutputError), default=None,
               help="Run directory (default: runs/<config name>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its latest checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs still go to metrics.jsonl).")
@@ -38,11 +39,11 @@ def train(config, overrides, run_dir, resume, no_progress):
 
 
 @click.command("eval")
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--data", default="builtin-holdout", show_default=True,
+@click.argument("checkpoint", type=UserPath(InputError))
+@click.option("--data", default="builtin-holdout", show_default=True, type=UserPath(InputError, keep=("builtin-holdout",)),
               help="builtin-holdout, or a folder with blur/ and sharp/ images of identical names.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=UserPath(OutputError), default=None,
               help="Folder for report.json and the comparison grid PNG.")
 @click.option("--no-baselines", is_flag=True, help="Skip the classical deconvolution baselines.")
 def evaluate(checkpoint, data, as_json, out, no_baselines):
@@ -50,7 +51,7 @@ def evaluate(checkpoint, data, as_json, out, no_baselines):
     Wiener and Richardson-Lucy with the true kernel and blind), per image and averaged."""
     from .evaluate import evaluate_checkpoint, format_report
 
-    if data != "builtin-holdout" and not Path(data).is_dir():
+    if str(data) != "builtin-holdout" and not Path(data).is_dir():
         raise ConfigError(f"--data {data}", "not builtin-holdout and not a folder", "give builtin-holdout or a folder with blur/ and sharp/")
     if out is not None:
         reusable_folder(out, "report.json", {"checkpoint", "arch", "mean"})

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 
 from restore.runtime.atomic import atomic_path, atomic_write_text
+from restore.runtime.errors import ConfigError, InputError
 from restore.runtime.outputs import finite_json
-from restore.runtime.errors import ConfigError
 
 from . import holdout
 from .baselines import run_baselines
 from .checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from .inference import restore_array
-from .metrics import psnr, ssim
+from .metrics import SSIM_MIN_SIZE, psnr, ssim
 
 GRID_METHODS = ("input", "model", "wiener_oracle", "richardson_lucy_oracle", "wiener_blind", "richardson_lucy_blind", "target")
 GRID_CELL = 192
@@ -41,6 +41,10 @@ def evaluate_checkpoint(checkpoint, data="builtin-holdout", *, out_dir=None, bas
         raise ConfigError(checkpoint, f"is a x{model.scale} model; restore eval compares deblurring outputs at the input size",
                           "evaluate super-resolution with its own validation set")
     pairs = load_pairs(data)
+    for name, lq, gt, _, _ in pairs:
+        if min(lq.shape[:2] + gt.shape[:2]) < SSIM_MIN_SIZE:
+            raise InputError(f"{data}: pair {name}", f"is {lq.shape[1]}x{lq.shape[0]} pixels, smaller than the {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} SSIM needs",
+                             f"use image pairs of at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} pixels")
     if model.in_channels == 1:
         pairs = [(n, _gray(lq), _gray(gt), k, b) for n, lq, gt, k, b in pairs]
     rows, grid_rows, timing = [], [], {"model_s": 0.0, "baselines_s": 0.0}

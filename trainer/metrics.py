@@ -8,6 +8,7 @@ import numpy as np
 
 _K1, _K2 = 0.01, 0.03
 _SIGMA, _TRUNCATE = 1.5, 3.5
+SSIM_MIN_SIZE = 2 * int(_TRUNCATE * _SIGMA + 0.5) + 1  # the Gaussian window's width
 
 
 def mse(a, b):
@@ -32,9 +33,9 @@ def ssim(a, b, data_range=None):
         x, y = x[..., None], y[..., None]
     if x.ndim != 3:
         raise ValueError(f"ssim expects HxW or HxWxC images, got shape {np.shape(a)}")
-    radius = int(_TRUNCATE * _SIGMA + 0.5)
-    if min(x.shape[:2]) < 2 * radius + 1:
-        raise ValueError(f"ssim needs images of at least {2 * radius + 1}x{2 * radius + 1} pixels")
+    radius = SSIM_MIN_SIZE // 2
+    if min(x.shape[:2]) < SSIM_MIN_SIZE:
+        raise ValueError(f"ssim needs images of at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} pixels")
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / _SIGMA) ** 2)
     taps /= taps.sum()
     c1, c2 = (_K1 * data_range) ** 2, (_K2 * data_range) ** 2

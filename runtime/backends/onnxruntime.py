@@ -53,6 +53,8 @@ class OnnxRuntimeBackend(Backend):
         use_fp16 = self._cuda and self.precision != "fp32" and self.model.fp16_onnx is not None
         if self.precision == "fp16" and self.model.fp16_onnx is None:
             raise BackendError(self.model.name, "fp16 requested but the artifact has no model.fp16.onnx", "export with --fp16 or use --precision fp32")
+        if self.precision == "fp16" and not self._cuda:  # it would quietly run the fp32 graph
+            raise BackendError("onnxruntime", "fp16 runs only on a GPU (CUDAExecutionProvider) here", "use --precision fp32 on a CPU")
         path = self.model.fp16_onnx if use_fp16 or not self.model.onnx else self.model.onnx
         if self._cuda:
             device_id = int(str(self.device).split(":")[1]) if self.device and ":" in str(self.device) else 0
@@ -76,11 +78,15 @@ class OnnxRuntimeBackend(Backend):
             raise ModelError(path, f"output {out.name!r} has shape {out.shape}, expected an NCHW image", "give an image restoration model exported by restore-export")
         self.dtype = np.dtype(_ORT_TYPES[inp.type])
         n, c, h, w = inp.shape
-        self.in_channels = c if isinstance(c, int) else self.model.io.get("in_channels", 3)
+        io = self.model.io
+        for key, shape in (("in_channels", inp.shape), ("out_channels", out.shape)):
+            if isinstance(shape[1], int) and io.get(key) not in (None, shape[1]):
+                raise ModelError(path, f"its metadata says io.{key} {io[key]}, the graph has {shape[1]}",
+                                 "the metadata.json belongs to another model; re-export it with restore-export")
+        self.in_channels = c if isinstance(c, int) else io.get("in_channels", 3)
         fixed = h if isinstance(h, int) and h > 0 else None
         self.tile = fixed
         self.max_batch = n if isinstance(n, int) and n > 0 else self.model.metadata.get("shapes", {}).get("batch", {}).get("max")
-        io = self.model.io
         self.scale = io.get("scale") or self._probe_scale(out)
         self.out_channels = io.get("out_channels") or (out.shape[1] if isinstance(out.shape[1], int) else self.in_channels)
         self.size_multiple = io.get("size_multiple", 1)

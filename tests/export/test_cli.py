@@ -39,7 +39,7 @@ def files(tmp_path_factory):
 CASES = {
     "missing": (["missing.pt"], 3, "checkpoint not found"),
     "corrupt": (["corrupt.pt"], 4, "not a readable checkpoint"),
-    "unknown_arch": (["alien.pt"], 7, "unknown architecture"),
+    "unknown_arch": (["alien.pt"], 4, "unknown architecture"),
     "tile_not_multiple": (["fu.pt", "--tile", "33"], 7, "multiples of 2"),
     "tile_not_fixed_size": (["sae.pt", "--tile", "32"], 7, "64x64"),
     "discriminator": (["disc.pt"], 7, "not a generator"),
