@@ -135,21 +135,21 @@ def _run(ray, jobs, workers, gpus_per_worker, options, settings, audio, skip_sha
     if not workers:
         resources = ray.cluster_resources()
         workers = int(resources.get("GPU", 0) / gpus_per_worker) if gpus_per_worker else int(resources.get("CPU", 1))
-    workers = max(1, workers)
-    queue, videos = collections.deque(), []
-    for kind, src, dst in jobs:
-        src, dst = src.resolve(), dst.resolve()
-        if kind == "image":
-            queue.append(Job("image", src, dst))
-            continue
-        video = _plan_video(src, dst, workers, settings, resume)
-        videos.append(video)
-        queue += [piece for piece in video.pieces if not piece.dst.is_file()]
-        video.left = sum(1 for piece in video.pieces if not piece.dst.is_file())
-    actors = start_workers(ray, workers, gpus_per_worker, options, skip_sharp)
-    running, idle, failed = {}, list(actors), []
+    actors = start_workers(ray, max(1, workers), gpus_per_worker, options, skip_sharp)  # they start while videos are cut
+    queue, running, idle, failed = collections.deque(), {}, list(actors), []
     try:
-        for video in videos:
+        for kind, src, dst in jobs:
+            src, dst = src.resolve(), dst.resolve()
+            if kind == "image":
+                queue.append(Job("image", src, dst))
+                continue
+            try:
+                video = _plan_video(src, dst, len(actors), settings, resume)
+            except RestoreError as e:
+                print(f"restore: skipped: {e}", file=sys.stderr, flush=True)
+                failed.append((str(src), e))
+                continue
+            queue += [piece for piece in video.pieces if not piece.dst.is_file()]
             if video.left == 0:
                 _join(video, audio, failed, progress)
         while queue or running:
@@ -157,11 +157,13 @@ def _run(ray, jobs, workers, gpus_per_worker, options, settings, audio, skip_sha
                 job = queue.popleft()
                 actor = idle.pop()
                 running[actor.restore.remote(job.kind, job.src, job.dst, job.segment and job.segment.frames, settings)] = (job, actor)
-            [ref], _ = ray.wait(list(running), num_returns=1)
-            job, actor = running.pop(ref)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)  # a timeout: Ctrl-C is seen between waits
+            if not ready:
+                continue
+            job, actor = running.pop(ready[0])
             idle.append(actor)
             try:
-                error = ray.get(ref)
+                error = ray.get(ready[0])
             except ray.exceptions.RayError as e:  # the worker died more than RETRIES times, or could not start
                 error = ("BackendError", str(job.src), f"the cluster worker failed ({str(e).splitlines()[0]})", None)
             _finished(job, error, audio, failed, progress)
@@ -220,7 +222,9 @@ def _plan_video(src, dst, workers, settings, resume):
 
     work = work_folder(dst)
     manifest = work / "manifest.json"
-    if resume and manifest.is_file():
+    suffix = piece_suffix(settings.spec.family)
+    resumed = resume and manifest.is_file()
+    if resumed:
         cut = [Segment(work / p["path"], p["pts"]) for p in json.loads(manifest.read_text())["pieces"]]
     else:
         if work.exists():  # an earlier run's pieces, not asked to be resumed
@@ -236,9 +240,11 @@ def _plan_video(src, dst, workers, settings, resume):
         cut = cut_at_keyframes(src, work, max(1, math.ceil((frames or 1) / (PIECES_PER_WORKER * workers))))
         pieces = [{"path": s.path.name, "pts": s.pts} for s in cut]
         atomic_write_text(manifest, json.dumps({"source": str(src), "pieces": pieces}) + "\n")
-    suffix = piece_suffix(settings.spec.family)
     video = VideoJob(src, dst, work, [], 0)
     video.pieces = [Job("piece", s.path, work / f"restored-{i:04d}{suffix}", s, video) for i, s in enumerate(cut)]
+    video.left = sum(1 for piece in video.pieces if not piece.dst.is_file())
+    if resumed:
+        print(f"restore: --resume: {src}: {len(cut) - video.left} of {len(cut)} pieces restored already", file=sys.stderr, flush=True)
     return video
 
 
