@@ -4,6 +4,7 @@ videos frame by frame (FFV1 is lossless, so its frames must be equal; H.264 piec
 apart, so within the codec's tolerance), timestamps and audio packets exactly."""
 import hashlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,7 +21,8 @@ from restore.runtime.testing import write_conv_artifact, write_test_video
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+# Ray 2.5x+ nodes joining a head need a shared token: one made for this test run, loopback only.
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
 RAY = str(Path(sys.executable).parent / "ray")
 
 
@@ -70,6 +72,11 @@ def audio_of(path):
         return hashlib.sha256(b"".join(bytes(p) for p in c.demux(audio=0) if p.size)).hexdigest()
 
 
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-12))
+
+
 def assert_same_as_local(out, reference, lossless):
     names = sorted(p.name for p in reference.iterdir())
     assert sorted(p.name for p in out.iterdir()) == names  # nothing else: no partial, no work folder
@@ -78,12 +85,13 @@ def assert_same_as_local(out, reference, lossless):
             assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     ours, theirs = frames_of(out / "clip.mp4"), frames_of(reference / "clip.mp4")
     assert [pts for pts, _ in ours] == [pts for pts, _ in theirs]  # no frame missing, none twice, same times
-    for (_, a), (_, b) in zip(ours, theirs):
+    for i, ((_, a), (_, b)) in enumerate(zip(ours, theirs)):
         if lossless:
             np.testing.assert_array_equal(a, b)
-        else:
-            mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-            assert 10 * np.log10(255**2 / max(mse, 1e-12)) > 38
+        else:  # x264 at CRF 18 on this noisy clip: two encodes of one frame differ by ~37 dB PSNR
+            assert psnr(a, b) > 32, i
+            neighbours = [theirs[j][1] for j in (i - 1, i + 1) if 0 <= j < len(theirs)]
+            assert all(psnr(a, n) < psnr(a, b) - 3 for n in neighbours), i  # the right frame, not its neighbour
     assert audio_of(out / "clip.mp4") == audio_of(reference / "clip.mp4")
 
 
