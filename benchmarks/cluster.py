@@ -13,8 +13,9 @@ Reported, for the images and for the clip:
 - fixed cost of the cluster path: a one-image cluster run minus a one-image local run;
 - per-job overhead: the extra seconds per job of the 1-worker cluster run over the local run,
   with the fixed cost taken out;
-- dispatch cost per job of Ray Data's ``map_batches`` (class actor pool, batch of one) against
-  plain actor calls, both with a no-op job, in one Ray session: why runtime/cluster.py uses actors.
+- 32 no-op jobs on two workers, start included, through Ray Data's ``map_batches`` (class actor
+  pool, batch of one) and through plain actor calls, each in its own Ray session: why
+  runtime/cluster.py uses actors. ``--only runs|dispatch`` redoes one part.
 """
 import argparse
 import datetime
@@ -61,7 +62,8 @@ def _inputs(folder, images, size, frames):
 
 
 def _dispatch_costs(jobs=32):
-    """Seconds per no-op job through Ray Data map_batches and through plain actor calls."""
+    """Seconds for ``jobs`` no-op jobs on two workers, start included, through plain actor calls
+    and through Ray Data's map_batches (class actor pool, batch of one), each in its own session."""
     import ray
 
     class Noop:
@@ -71,24 +73,25 @@ def _dispatch_costs(jobs=32):
         def run(self, item):
             return item
 
-    ray.init(num_cpus=2, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
-        actors = [ray.remote(Noop).options(num_cpus=1).remote() for _ in range(2)]
-        ray.get([a.run.remote(0) for a in actors])  # started
-        start = time.perf_counter()
-        ray.get([actors[i % 2].run.remote(i) for i in range(jobs)])
-        plain = (time.perf_counter() - start) / jobs
-        for actor in actors:  # their CPUs go to Ray Data's pool
-            ray.kill(actor)
-        ds = ray.data.from_items([{"i": i} for i in range(jobs)]).map_batches(Noop, batch_size=1, compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1)
-        start = time.perf_counter()
-        ds.take_all()
-        data = (time.perf_counter() - start) / jobs
-    finally:
-        ray.shutdown()
-    return {"jobs": jobs, "plain_actor_s_per_job": round(plain, 4), "ray_data_map_batches_s_per_job": round(data, 4),
-            "note": "Ray Data's figure includes its per-dataset start (planning, the actor pool's start); a job of ours is one file"}
+    def session(measure):
+        ray.init(num_cpus=2, logging_level="ERROR", log_to_driver=False, include_dashboard=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            start = time.perf_counter()
+            measure()
+            return round(time.perf_counter() - start, 3)
+        finally:
+            ray.shutdown()
+
+    def actors():
+        pool = [ray.remote(Noop).options(num_cpus=1).remote() for _ in range(2)]
+        ray.get([pool[i % 2].run.remote(i) for i in range(jobs)])
+
+    def data():
+        ray.data.from_items([{"i": i} for i in range(jobs)]).map_batches(
+            Noop, batch_size=1, compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1).take_all()
+
+    return {"jobs": jobs, "workers": 2, "plain_actors_s": session(actors), "ray_data_map_batches_s": session(data)}
 
 
 def main():
@@ -97,11 +100,9 @@ def main():
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--out", type=Path, default=RESULTS / "cluster.json")
+    parser.add_argument("--only", choices=["runs", "dispatch"], help="redo one part, keeping the other's figures in --out")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-
-    from restore.runtime.testing import write_conv_artifact
-
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     os.environ.update({k: env[k] for k in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")})
     ray_cli = str(Path(sys.executable).parent / "ray")
@@ -110,8 +111,23 @@ def main():
         port = s.getsockname()[1]
     address = f"127.0.0.1:{port}"
     result = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-              "date": datetime.date.today().isoformat(), "images": f"{args.images} x {args.size} PNG", "clip": f"{args.frames} frames 1280x720 H.264 + AAC, keyframe every 12",
+              "date": datetime.date.today().isoformat(), "command": "python -m restore.benchmarks.cluster", "image_inputs": f"{args.images} x {args.size} PNG", "clip_input": f"{args.frames} frames 1280x720 H.264 + AAC, keyframe every 12",
               "model": "tiny conv (3 layers, width 16; runtime/testing.py), ONNX Runtime CPU"}
+    if args.only:
+        result = {**json.loads(args.out.read_text()), **result}
+    if args.only != "dispatch":
+        result.update(_runs(args, size, env, address, port, ray_cli))
+    if args.only != "runs":
+        result["dispatch"] = _dispatch_costs()
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _runs(args, size, env, address, port, ray_cli):
+    from restore.runtime.testing import write_conv_artifact
+
+    result = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = write_conv_artifact(tmp / "model", layers=3, width=16, tile=128, overlap=16)
@@ -136,10 +152,7 @@ def main():
             result["per_image_overhead_s"] = round((images["cluster_1_workers_s"] - fixed - (images["local_s"] - local_one)) / (args.images - 1), 3)
         finally:
             subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
-    result["dispatch"] = _dispatch_costs()
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ import sys
 from pathlib import Path
 
 from . import errors
+from .artifact import resolve_model
 from .atomic import atomic_write_text
-from .errors import ConfigError, InputError, OutputError, RestoreError
+from .errors import BackendError, ConfigError, InputError, OutputError, RestoreError
 
 PIECES_PER_WORKER = 4  # pieces a video is cut into per worker: keeps every worker busy to the end
 RETRIES = 3  # restarts of a dead worker, and retries of the job it held
@@ -98,6 +99,7 @@ def run_on_cluster(jobs, cluster, workers, gpus_per_worker, options, settings, a
     for kind, src, dst in jobs:
         if kind not in ("image", "video") or not isinstance(src, Path) or not isinstance(dst, Path):
             raise ConfigError("--cluster", f"runs images and video files, not {src} -> {dst}", "run streams, --frames and frame folders without --cluster")
+    resolve_model(options["model"])  # a bad --model is one error here, not one per worker
     ray = _connect(cluster, workers)
     try:
         failed = _run(ray, jobs, workers, gpus_per_worker, options, settings, audio, skip_sharp, resume, progress)
@@ -161,12 +163,16 @@ def _run(ray, jobs, workers, gpus_per_worker, options, settings, audio, skip_sha
             if not ready:
                 continue
             job, actor = running.pop(ready[0])
-            idle.append(actor)
             try:
                 error = ray.get(ready[0])
+                idle.append(actor)
             except ray.exceptions.RayError as e:  # the worker died more than RETRIES times, or could not start
-                error = ("BackendError", str(job.src), f"the cluster worker failed ({str(e).splitlines()[0]})", None)
+                error = ("BackendError", str(job.src), f"the cluster worker failed ({str(e).strip().splitlines()[-1]})", None)
+                if not isinstance(e, ray.exceptions.RayActorError):
+                    idle.append(actor)
             _finished(job, error, audio, failed, progress)
+            if queue and not idle and not running:
+                raise BackendError("--cluster", "every cluster worker died", "see the 'skipped' lines above; run again with --resume")
     except KeyboardInterrupt:
         for actor in actors:
             ray.kill(actor, no_restart=True)
