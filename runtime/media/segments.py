@@ -19,6 +19,7 @@ from ..atomic import atomic_path
 from ..errors import InputError, OutputError
 from .mux import _DROPPED_METADATA, _supported_codecs, plan_streams
 from .probe import count_video_packets, video_stream
+from .sources import output_format
 
 
 @dataclasses.dataclass
@@ -57,6 +58,8 @@ def cut_at_keyframes(src, folder, min_frames):
                 continue
             if packet.pts is None:
                 raise InputError(src, "the video has frames without timestamps", "cannot be cut into segments; run it without --cluster")
+            if out is None and not packet.is_keyframe:
+                raise InputError(src, "the video does not start with a keyframe", "cannot be cut into segments; run it without --cluster")
             if out is None or (packet.is_keyframe and count >= min_frames):
                 if out is not None:
                     close()
@@ -67,8 +70,6 @@ def cut_at_keyframes(src, folder, min_frames):
                 copy.time_base = stream.time_base
                 segments.append(Segment(path, []))
                 count = 0
-                if not packet.is_keyframe:
-                    raise InputError(src, "the video does not start with a keyframe", "cannot be cut into segments; run it without --cluster")
             segments[-1].pts.append(packet.pts)
             packet.stream = copy
             out.mux(packet)
@@ -95,7 +96,7 @@ def join_pieces(source, pieces, dst, audio="copy"):
     with av.open(str(source)) as src, av.open(str(pieces[0][0])) as first:
         src_video = video_stream(src, source)
         with atomic_path(dst) as tmp:
-            with av.open(str(tmp), "w", format=_format_of(dst)) as out:
+            with av.open(str(tmp), "w", format=output_format(dst)) as out:
                 video = out.add_stream_from_template(video_stream(first, pieces[0][0]))
                 video.time_base = src_video.time_base
                 routes = plan_streams(src, out, audio, src_video.index, source)
@@ -149,9 +150,3 @@ def _video_packets(pieces, time_base):
                 packet.time_base = time_base
                 packet.pts, packet.dts = pts, dts
                 yield packet
-
-
-def _format_of(dst):
-    from .sources import output_format
-
-    return output_format(dst)
