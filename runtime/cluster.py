@@ -26,13 +26,14 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
 from . import errors
 from .artifact import resolve_model
 from .atomic import atomic_write_text
-from .errors import BackendError, ConfigError, InputError, OutputError, RestoreError
+from .errors import BackendError, ConfigError, OutputError, RestoreError
 
 PIECES_PER_WORKER = 4  # pieces a video is cut into per worker: keeps every worker busy to the end
 RETRIES = 3  # restarts of a dead worker, and retries of the job it held
@@ -117,6 +118,8 @@ def _connect(cluster, workers):
         raise ConfigError("--cluster", "Ray is not installed", 'pip install "restore[cluster]"') from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = {"logging_level": "ERROR", "log_to_driver": False, "include_dashboard": False}
+    if cluster not in ("local", "auto"):
+        _check_reachable(cluster)
     try:
         if cluster == "local":
             ray.init(num_cpus=workers or os.cpu_count(), **kwargs)
@@ -126,6 +129,18 @@ def _connect(cluster, workers):
         raise ConfigError(f"--cluster {cluster}", f"cannot connect ({str(e).splitlines()[0]})",
                           "start one with `ray start --head`, or use --cluster local") from None
     return ray
+
+
+def _check_reachable(cluster):
+    """One line now for an address nobody answers at, instead of Ray's minutes of retries."""
+    host, _, port = cluster.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except ValueError:
+        raise ConfigError(f"--cluster {cluster}", "not an address", "give auto, local, HOST:PORT or ray://HOST:PORT") from None
+    except OSError as e:
+        raise ConfigError(f"--cluster {cluster}", f"nothing answers there ({e.strerror or e})",
+                          "start one with `ray start --head`, or use --cluster local") from None
 
 
 def start_workers(ray, count, gpus_per_worker, options, skip_sharp):
@@ -138,6 +153,9 @@ def _run(ray, jobs, workers, gpus_per_worker, options, settings, audio, skip_sha
         resources = ray.cluster_resources()
         workers = int(resources.get("GPU", 0) / gpus_per_worker) if gpus_per_worker else int(resources.get("CPU", 1))
     actors = start_workers(ray, max(1, workers), gpus_per_worker, options, skip_sharp)  # they start while videos are cut
+    if progress:
+        nodes = sum(1 for node in ray.nodes() if node["Alive"])
+        print(f"restore: cluster: {len(actors)} workers on {nodes} node{'s' * (nodes > 1)}, {len(jobs)} inputs", file=sys.stderr, flush=True)
     queue, running, idle, failed = collections.deque(), {}, list(actors), []
     try:
         for kind, src, dst in jobs:
@@ -224,6 +242,7 @@ def work_folder(dst):
 def _plan_video(src, dst, workers, settings, resume):
     """Cut ``src`` into pieces (or, with ``resume``, reuse the cut an earlier run recorded)."""
     from .media.probe import video_stream
+    from .media.sources import open_source
     from .media.segments import Segment, cut_at_keyframes, piece_suffix
 
     work = work_folder(dst)
@@ -233,17 +252,16 @@ def _plan_video(src, dst, workers, settings, resume):
     if resumed:
         cut = [Segment(work / p["path"], p["pts"]) for p in json.loads(manifest.read_text())["pieces"]]
     else:
+        with open_source(src) as container:
+            frames = video_stream(container, src).frames
         if work.exists():  # an earlier run's pieces, not asked to be resumed
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        import av
-
         try:
-            with av.open(str(src)) as container:
-                frames = video_stream(container, src).frames
-        except av.FFmpegError as e:
-            raise InputError(src, f"cannot open this video ({e})") from None
-        cut = cut_at_keyframes(src, work, max(1, math.ceil((frames or 1) / (PIECES_PER_WORKER * workers))))
+            cut = cut_at_keyframes(src, work, max(1, math.ceil((frames or 1) / (PIECES_PER_WORKER * workers))))
+        except BaseException:
+            shutil.rmtree(work)
+            raise
         pieces = [{"path": s.path.name, "pts": s.pts} for s in cut]
         atomic_write_text(manifest, json.dumps({"source": str(src), "pieces": pieces}) + "\n")
     video = VideoJob(src, dst, work, [], 0)

@@ -109,11 +109,21 @@ def test_cluster_options_are_checked(inputs, model, tmp_path):
     assert result.returncode == 7 and "only used with --cluster" in result.stderr
     result = restore("run", inputs / "clip.mp4", "-o", tmp_path / "f", "--frames", "--model", model, "--cluster", "local", check=False)
     assert result.returncode == 7 and "without --cluster" in result.stderr and "Traceback" not in result.stderr
+    with socket.socket() as s:  # a port nobody listens on: one line at once, not Ray's retries
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    result = restore("run", inputs / "im0.png", "-o", tmp_path / "o.png", "--model", model, "--cluster", address, check=False)
+    assert result.returncode == 7 and "nothing answers there" in result.stderr
 
 
 def test_local_mode_is_frame_identical_to_a_local_run(inputs, model, local, tmp_path):
-    """FFV1 (lossless): the joined video's frames are exactly the local run's."""
-    restore("run", inputs, "-o", tmp_path / "out", "--model", model, "--codec", "ffv1", "--cluster", "local", "--workers", "2", "-q")
+    """FFV1 (lossless): the joined video's frames are exactly the local run's. A damaged video
+    beside the folder is skipped (exit 8) and leaves nothing behind."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes((inputs / "clip.mp4").read_bytes()[:3000])
+    result = restore("run", inputs, bad, "-o", tmp_path / "out", "--model", model, "--codec", "ffv1", "--cluster", "local", "--workers", "2", "-q",
+                     check=False)
+    assert result.returncode == 8 and "skipped: " + str(bad) in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert_same_as_local(tmp_path / "out", local / "ffv1", lossless=True)
 
 
