@@ -73,9 +73,6 @@ class RestoreWorker:
         else:
             self.skip = None
 
-    def pid(self):
-        return os.getpid()
-
     def restore(self, kind, src, dst, frames, settings):
         from . import media, streams
         from .media.probe import count_video_packets
