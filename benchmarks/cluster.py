@@ -2,8 +2,8 @@
 
     python -m restore.benchmarks.cluster [--images 8] [--size 640x480] [--frames 48] [--out benchmarks/results/cluster.json]
 
-A one-node Ray cluster is started here (``ray start --head`` on 127.0.0.1, as many CPUs as the
-machine has) and every run is a real ``restore run`` process, so each figure includes what a user
+A one-node Ray cluster is started here (``ray start --head`` on 127.0.0.1 with as many CPUs as
+the machine has: runtime/testing.py's ``loopback_ray_cluster``) and every run is a real ``restore run`` process, so each figure includes what a user
 waits for: start-up, connecting, the workers loading the model, cutting and joining. Inputs: a
 folder of photo-like images and a 720p H.264 clip (keyframe every 12 frames); the model is a small
 conv net (runtime/testing.py), so the figures measure the runtime's own costs, not a big model.
@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -105,18 +104,13 @@ def main():
     size = tuple(int(v) for v in args.size.split("x"))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     os.environ.update({k: env[k] for k in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")})
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"127.0.0.1:{port}"
     result = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_at_start": os.getloadavg(),
               "date": datetime.date.today().isoformat(), "command": "python -m restore.benchmarks.cluster", "image_inputs": f"{args.images} x {args.size} PNG", "clip_input": f"{args.frames} frames 1280x720 H.264 + AAC, keyframe every 12",
               "model": "tiny conv (3 layers, width 16; runtime/testing.py), ONNX Runtime CPU"}
     if args.only:
         result = {**json.loads(args.out.read_text()), **result}
     if args.only != "dispatch":
-        result.update(_runs(args, size, env, address, port, ray_cli))
+        result.update(_runs(args, size, env))
     if args.only != "runs":
         result["dispatch"] = _dispatch_costs()
     print(json.dumps(result, indent=2))
@@ -124,17 +118,15 @@ def main():
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def _runs(args, size, env, address, port, ray_cli):
-    from restore.runtime.testing import write_conv_artifact
+def _runs(args, size, env):
+    from restore.runtime.testing import loopback_ray_cluster, write_conv_artifact
 
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = write_conv_artifact(tmp / "model", layers=3, width=16, tile=128, overlap=16)
         pictures, one, clip = _inputs(tmp, args.images, size, args.frames)
-        subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard=false",
-                        "--disable-usage-stats", "--object-store-memory", "200000000"], env=env, check=True, capture_output=True, timeout=300)
-        try:
+        with loopback_ray_cluster(nodes=1, cpus_per_node=os.cpu_count(), env=env, object_store_bytes=200_000_000) as address:
             for name, src in (("images", pictures), ("clip", clip)):
                 out = tmp / f"out-{name}"
                 row = {"local_s": _restore("run", src, "-o", out / "local", "--model", model, env=env)}
@@ -150,8 +142,6 @@ def _runs(args, size, env, address, port, ray_cli):
             result["one_image_s"] = {"local": local_one, "cluster_1_worker": fixed}
             result["fixed_cost_s"] = round(fixed - local_one, 2)
             result["per_image_overhead_s"] = round((images["cluster_1_workers_s"] - fixed - (images["local_s"] - local_one)) / (args.images - 1), 3)
-        finally:
-            subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
     return result
 
 

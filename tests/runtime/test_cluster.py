@@ -16,14 +16,13 @@ import av
 import numpy as np
 import pytest
 
-from restore.runtime.testing import write_conv_artifact, write_test_video
+from restore.runtime.testing import loopback_ray_cluster, write_conv_artifact, write_test_video
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
 # Ray 2.5x+ nodes joining a head need a shared token: one made for this test run, loopback only.
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-RAY = str(Path(sys.executable).parent / "ray")
 
 
 def restore(*args, check=True):
@@ -129,17 +128,9 @@ def test_local_mode_is_frame_identical_to_a_local_run(inputs, model, local, tmp_
 
 @pytest.fixture(scope="module")
 def two_nodes():
-    """A head node and a second node on 127.0.0.1, one CPU each; torn down after."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    common = ["--num-cpus", "1", "--object-store-memory", "100000000", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    try:
-        subprocess.run([RAY, "start", "--head", "--port", str(port), "--include-dashboard=false", *common], env=ENV, check=True, capture_output=True, timeout=180)
-        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", *common], env=ENV, check=True, capture_output=True, timeout=180)
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=ENV, capture_output=True, timeout=120)
+    """A head node and a second node on 127.0.0.1, one CPU each."""
+    with loopback_ray_cluster(nodes=2, cpus_per_node=1, env=ENV) as address:
+        yield address
 
 
 def worker_pids(busy=False):
