@@ -192,7 +192,7 @@ def _stop_processes_of(temp):
     for p in ours:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-    _, alive = psutil.wait_procs(ours, timeout=20)
+    _, alive = psutil.wait_procs(ours, timeout=5)  # some agents ignore SIGTERM
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
