@@ -167,6 +167,7 @@ def test_two_nodes_survive_a_killed_worker(inputs, model, local, two_nodes, tmp_
     os.kill(victim, signal.SIGKILL)
     _, stderr = driver.communicate(timeout=300)
     assert driver.returncode == 0, stderr
+    assert "2 workers on 2 nodes" in stderr  # one per node: each has one CPU
     assert not psutil.pid_exists(victim)
     assert_same_as_local(tmp_path / "out", local / "h264", lossless=False)
 
