@@ -210,9 +210,12 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 @click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete); continue an interrupted video from its NAME.partial.EXT.")
 @click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP output quality [95].")
 @click.option("--overwrite", is_flag=True, help="Allow an output to be one of the inputs (replaced atomically by its result).")
+@click.option("--cluster", metavar="auto|local|ray://HOST:PORT|ADDRESS", help="Restore on a Ray cluster (pip install \"restore[cluster]\"): auto finds a running one, local starts one here.")
+@click.option("--workers", type=click.IntRange(min=1), help="Cluster workers, one Restorer each (default: the cluster's CPUs, or GPUs / --gpus-per-worker).")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0, min_open=True), help="GPUs each cluster worker reserves (e.g. 1, or 0.5 for two per GPU).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no header or per-file lines; errors only.")
 def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, codec, crf, preset, pix_fmt,
-        encoder_opts, audio, live, resume, quality, overwrite, quiet):
+        encoder_opts, audio, live, resume, quality, overwrite, cluster, workers, gpus_per_worker, quiet):
     """Restore images, folders of images/videos, and videos; outputs keep names, size x scale,
     frame rate. A failing file is reported at the end and the others still run (exit 8)."""
     from .api import Restorer
@@ -227,6 +230,14 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
         click.echo(f"restore: --resume: {len(done)} outputs exist already, {len(jobs)} to do", err=True)
         if not jobs:
             return
+    if cluster is None and (workers or gpus_per_worker):
+        raise ConfigError("--workers" if workers else "--gpus-per-worker", "only used with --cluster")
+    if cluster is not None:
+        from .cluster import run_on_cluster
+
+        options = {"model": model, "backend": backend, "tile": tile, "overlap": overlap, "batch": batch, "device": device, "precision": precision}
+        failures = run_on_cluster(jobs, cluster, workers, gpus_per_worker, options, video["settings"], audio, skip_sharp, resume, not quiet, quality)
+        return _raise_failures(failures, jobs)
     skip = sharp_tile_skipper() if skip_sharp else None
     with Restorer(model, backend=backend, tile=tile, overlap=overlap, batch=batch, device=device, precision=precision) as restorer:
         if not quiet:
@@ -245,6 +256,10 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
                 continue
             if not quiet:
                 click.echo(f"{src} -> {dst} ({what}, {time.perf_counter() - start:.1f} s)", err=True)
+    _raise_failures(failures, jobs)
+
+
+def _raise_failures(failures, jobs):
     if failures:
         raise PartialFailure(f"{len(failures)} of {len(jobs)} inputs", "failed: " + ", ".join(failures),
                              "see the 'skipped' lines above; run again with --resume after fixing them")

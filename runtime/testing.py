@@ -6,6 +6,7 @@ CPU, a known receptive field (radius = number of 3x3 layers), optional x4 pixel-
 Needs the ``onnx`` package (restore[train]); the runtime itself does not. ``write_test_video`` makes
 real media with PyAV for the video tests and benchmarks.
 """
+import contextlib
 import json
 from pathlib import Path
 
@@ -148,3 +149,50 @@ def decodable_frames(path):
             return count
     except (av.FFmpegError, IndexError):
         return 0
+
+
+@contextlib.contextmanager
+def loopback_ray_cluster(nodes=2, cpus_per_node=1, env=None, object_store_bytes=100_000_000):
+    """A Ray cluster of ``nodes`` nodes on 127.0.0.1 (``ray start --head`` + ``ray start
+    --address``), yielding its address; torn down after. It has its own temporary folder (short:
+    Ray's socket paths must fit 107 bytes), which tells its processes from any other Ray on the
+    machine -- `ray stop` would stop those too. ``env`` needs RAY_AUTH_TOKEN where Ray wants one."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    ray = str(Path(sys.executable).parent / "ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    common = ["--num-cpus", str(cpus_per_node), "--object-store-memory", str(object_store_bytes), "--node-ip-address", "127.0.0.1",
+              "--disable-usage-stats"]
+    try:
+        subprocess.run([ray, "start", "--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp, *common], env=env,
+                       check=True, capture_output=True, timeout=300)
+        for _ in range(nodes - 1):
+            subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", *common], env=env, check=True, capture_output=True, timeout=300)
+        yield f"127.0.0.1:{port}"
+    finally:
+        _stop_processes_of(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_processes_of(temp):
+    """Terminate the processes started with ``temp`` on their command line, and their children."""
+    import psutil
+
+    ours = [p for p in psutil.process_iter(["cmdline"]) if any(temp in arg for arg in p.info["cmdline"] or [])]
+    for p in list(ours):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            ours += p.children(recursive=True)
+    for p in ours:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(ours, timeout=5)  # some agents ignore SIGTERM
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
