@@ -42,7 +42,8 @@ def unique_temp(path, suffix=None):
     suffix = path.suffix if suffix is None else suffix
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{_fitting_stem(path.stem, suffix)}.", suffix=f".partial{suffix}", dir=path.parent)
+        stem = fitting_name(path.stem, f"..XXXXXXXX.partial{suffix}")  # mkstemp's 8 random characters
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=path.parent)
         os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; an output gets a normal file's mode
         os.close(fd)
     except OSError as e:
@@ -51,13 +52,14 @@ def unique_temp(path, suffix=None):
     return Path(tmp)
 
 
-def _fitting_stem(stem, suffix, name_max=255):
-    """``stem`` cut so that ``.STEM.XXXXXXXX.partialSUFFIX`` stays within NAME_MAX bytes: a legal
-    250-byte output name must not fail because its temporary sibling's name is too long."""
-    room = max(name_max - len(os.fsencode(f"..{'x' * 8}.partial{suffix}")), 0)
-    while len(os.fsencode(stem)) > room:  # cut whole characters, never half of one
-        stem = stem[:-1]
-    return stem
+def fitting_name(name, around, name_max=255):
+    """``name`` cut so that it stays within NAME_MAX bytes with ``around`` (the rest of a sibling's
+    name) added: a legal 250-byte output name must not fail because the name of its temporary
+    file or lock is too long."""
+    room = max(name_max - len(os.fsencode(around)), 0)
+    while len(os.fsencode(name)) > room:  # cut whole characters, never half of one
+        name = name[:-1]
+    return name
 
 
 def _process_umask():

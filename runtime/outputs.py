@@ -15,10 +15,11 @@ One policy for every command that writes (``restore run``/``demo``/``detect``/``
 """
 import contextlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 
-from .atomic import new_file_mode
+from .atomic import fitting_name, new_file_mode
 from .errors import ConfigError, OutputError
 
 LOCK_MARKER = b"restore output lock\n"
@@ -89,6 +90,9 @@ def output_lock(path):
     A file of that name that is not such a lock is a user's and is left alone (OutputError)."""
     path = Path(path)
     lock = path.with_name(f".{path.name}.restore-lock")
+    if len(os.fsencode(lock.name)) > 255:  # a long legal name: cut, and told apart by a digest
+        digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:8]
+        lock = path.with_name(f".{fitting_name(path.name, f'..{digest}.restore-lock')}.{digest}.restore-lock")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
