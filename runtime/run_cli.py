@@ -11,7 +11,7 @@ import numpy as np
 from .errors import ConfigError, InputError, PartialFailure, RestoreError
 from .pixels import unit_float
 
-BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
+BACKEND_CHOICES = ["auto", "onnxruntime", "openvino", "torch", "tensorrt"]
 SAMPLES_DIR = Path(__file__).parent / "samples"
 
 
