@@ -37,7 +37,8 @@ def _tiles(values):
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a PNG plot here. [default: beside the default JSON]")
 @click.option("--no-floor", is_flag=True, help="Skip measuring the device's matmul rate and bandwidth.")
 @click.option("--no-stream", is_flag=True, help="On a GPU, skip the double-buffered streaming run (overlap efficiency).")
-def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, json_out, plot_out, no_floor, no_stream):
+@click.option("--peer", type=click.Choice(["vs-mlrt"]), help="Instead: the shipped model against a peer on this CPU, same frames and threads (benchmarks/vsmlrt.py); --size [default: 640x360,1280x720] and --json's folder apply.")
+def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, json_out, plot_out, no_floor, no_stream, peer):
     """Time models and backends on synthetic frames, host frame in to host frame out.
 
     Per case: latency p50/p95/p99 (after warm-up), frames/s and megapixels/s, the median time of
@@ -48,7 +49,13 @@ def bench(models, backends, sizes, tiles, precisions, frames, warmup, device, js
     from tqdm import tqdm
 
     from . import report, suite
-    from .harness import default_device
+    from .harness import default_device, parse_size
+
+    if peer:
+        from . import vsmlrt
+
+        vsmlrt.run([parse_size(v) for v in _split(sizes) or ["640x360", "1280x720"]], 2, Path(json_out).parent if json_out else Path("benchmarks/results"))
+        return
 
     device = device or default_device()
     if not (device == "cpu" or device.startswith("cuda")):

@@ -5,8 +5,8 @@ same ONNX file, frames and thread count, in one run.
     restore bench --peer vs-mlrt                 # the same
 
 vs-mlrt needs Python >= 3.12: the benchmark makes its own venv (``$XDG_CACHE_HOME/restore/vsmlrt-venv``)
-from the first such interpreter it finds (``--python``, python3.13/python3.12 on PATH, pyenv's
-versions) and installs ``vapoursynth`` and ``vapoursynth-mlrt-ort`` from PyPI into it; the plugin
+from the first such interpreter it finds (``--python``, else 3.12 on PATH or in pyenv, where vs-mlrt
+was checked, then newer ones) and installs ``vapoursynth`` and ``vapoursynth-mlrt-ort`` from PyPI into it; the plugin
 then runs in that interpreter (``vsmlrt_worker.py``). vs-mlrt cuts the frame into network-sized
 tiles (256) overlapping by 16 px on each side and keeps each tile's centre (no blending); ours
 blends 32-px overlaps; the Real-ESRGAN-style tiler keeps 236-px cells with 10 px of context. All
@@ -44,8 +44,8 @@ ESRGAN_PAD = 10
 
 def find_python(explicit=None):
     """An interpreter >= 3.12 for vs-mlrt, or None."""
-    candidates = [explicit] if explicit else [shutil.which("python3.13"), shutil.which("python3.12"),
-                                              *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python")), reverse=True)]
+    candidates = [explicit] if explicit else [shutil.which("python3.12"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python"))),
+                                              shutil.which("python3.13"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[3-9]*/bin/python")))]
     for python in filter(None, candidates):
         probe = subprocess.run([python, "-c", "import sys; print(sys.version_info >= (3, 12))"], capture_output=True, text=True)
         if probe.returncode == 0 and probe.stdout.strip() == "True":
