@@ -53,10 +53,14 @@ def find_python(explicit=None):
     return None
 
 
+def cache_venv_python():
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restore" / "vsmlrt-venv" / "bin" / "python"
+
+
 def ensure_venv(python=None, log=print):
     """The venv's interpreter, made (and vs-mlrt installed) on first use."""
-    venv = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "restore" / "vsmlrt-venv"
-    exe = venv / "bin" / "python"
+    exe = cache_venv_python()
+    venv = exe.parent.parent
     check = [str(exe), "-c", "import vapoursynth as vs; vs.core.ort"]
     if exe.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return exe
@@ -222,9 +226,10 @@ def plot(report, path):
         ax.set_ylabel(label)
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"shipped model.onnx on {report['device']['name']}, {report['threads']} threads, shared machine ({report['created'][:10]})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -5,7 +5,8 @@ the shipped model at parity; Intel's engine is expected ahead on Intel CPUs with
 ``auto`` times one batch of tiles on each installed CPU backend, interleaved, best of two, and
 keeps the answer in ``$XDG_CACHE_HOME/restore/cpu-backends.json`` (default ``~/.cache``) keyed by
 CPU model, model file and backend versions. A backend must be faster by ``MARGIN`` to displace
-the one listed first, so noise on a shared machine does not flip the choice from run to run.
+the one listed first, so noise on a shared machine does not flip the choice from run to run, and
+for a model so small that both take under ``FAST_MS`` the default order stands.
 """
 import importlib.metadata
 import json
@@ -19,6 +20,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 
 MARGIN = 0.10
+FAST_MS = 20.0  # both faster than this per batch: overheads decide, not the engine; keep the default order
 ROUNDS = 2
 
 
@@ -58,7 +60,7 @@ def order(candidates, model):
         return candidates, ""
     first = candidates[0][0]
     best = min(times, key=times.get)
-    if times[best] > times.get(first, float("inf")) * (1 - MARGIN):
+    if times[best] > times.get(first, float("inf")) * (1 - MARGIN) or max(times.values()) < FAST_MS:
         best = first
     ranked = sorted(candidates, key=lambda c: (c[0] != best, times.get(c[0], float("inf"))))
     figures = ", ".join(f"{n} {times[n]:.0f} ms" for n, _ in ranked if n in times)

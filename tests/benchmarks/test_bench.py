@@ -203,3 +203,32 @@ def test_cli_all_cases_failed_says_so_and_writes_no_plot(tmp_path):
     assert "nothing was measured" in str(result.exception) and "the other" not in str(result.exception)
     assert json.loads(out_json.read_text())["results"][0]["error"]
     assert not out_png.exists()
+
+
+def test_vsmlrt_cut_lines_and_sample_frames():
+    from restore.benchmarks.vsmlrt import peer_lines, sample_frames
+
+    # 640 px, tiles of 256 stepping 224, the last aligned to the end: starts 0, 224, 384
+    assert peer_lines(640) == [240, 400, 464]
+    assert peer_lines(256) == []
+    (frame,) = sample_frames(640, 360)
+    assert frame.shape == (360, 640, 3) and frame.dtype == np.float32 and 0 <= frame.min() and frame.max() <= 1
+    assert frame.std() > 0.05  # a photo, not a blank
+
+
+def test_vsmlrt_worker_runs_the_shipped_model_like_our_runtime(tmp_path):
+    """Where vs-mlrt's venv exists (made by the benchmark), its plugin's output on one frame is the
+    shipped model's: close to ours except near its crop lines."""
+    from restore.benchmarks import vsmlrt
+    from restore.runtime import Restorer
+
+    exe = vsmlrt.cache_venv_python()
+    if not exe.exists():
+        pytest.skip("vs-mlrt's venv not made on this machine (python -m restore.benchmarks.vsmlrt makes it)")
+    frames = vsmlrt.sample_frames(300, 260)
+    with Restorer("default", backend="onnxruntime", device="cpu") as r:
+        ours = r.restore(frames[0])
+    ms, (theirs,), info = vsmlrt.run_peer(exe, frames, r.source.onnx, 2, 1, tmp_path)
+    assert ms > 0 and info["ort_plugin"]["onnxruntime_version"]
+    mse = np.mean((np.clip(theirs, 0, 1) - np.clip(ours, 0, 1)) ** 2)
+    assert 10 * np.log10(1 / mse) > 30
