@@ -54,6 +54,8 @@ def table(report):
     rates = report.get("rates")
     device = report.get("device", {})
     lines.append(f"device: {device.get('name', device.get('device'))}")
+    for choice in dict.fromkeys(r["backend_choice"] for r in report["results"] if r.get("backend_choice")):
+        lines.append(choice)
     if rates:
         lines.append(f"measured: {rates['matmul_tflops']:.2f} TFLOP/s dense {rates['matmul_dtype']} matmul, "
                      f"{rates['bandwidth_gbs']:.1f} GB/s copy bandwidth")
@@ -65,41 +67,43 @@ def write_json(report, path):
 
 
 def plot(report, path, title=None):
-    """Three panels: frames/s per model and size, p50 latency with p95/p99 whiskers, and compute
-    time over the hardware floor. Cases differing in backend/precision/tile get their own bars."""
+    """Frames/s per model and size, p50 latency with a whisker to p99 and, where any case has
+    one, compute time over the hardware floor. Cases differing in backend/precision/tile get
+    their own bars. Returns False (and writes nothing) when no case succeeded."""
+    ok = [r for r in report["results"] if not r.get("error")]
+    if not ok:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in report["results"] if not r.get("error")]
     sizes = list(dict.fromkeys(r["size"] for r in ok))
     series = list(dict.fromkeys(_series(r) for r in ok))
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
-    width = 0.8 / max(len(series), 1)
+    panels = [("frames/s (higher is better)", lambda r: r["fps"], "linear"),
+              ("latency p50 ms, whisker to p99", lambda r: r["latency_ms"]["p50"], "linear")]
+    if any((r.get("floor") or {}).get("compute_over_floor") for r in ok):
+        panels.append(("compute time / hardware floor", lambda r: (r.get("floor") or {}).get("compute_over_floor"), "log"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.7 * len(panels), 5.2), squeeze=False)
+    axes = axes[0]
+    width = 0.8 / len(series)
     for i, name in enumerate(series):
-        xs, fps, p50, lo, hi, ratio = [], [], [], [], [], []
-        for j, size in enumerate(sizes):
-            match = [r for r in ok if _series(r) == name and r["size"] == size]
-            if not match:
-                continue
-            r = match[0]
-            xs.append(j + (i - (len(series) - 1) / 2) * width)
-            fps.append(r["fps"])
-            lat = r["latency_ms"]
-            p50.append(lat["p50"])
-            lo.append(0)
-            hi.append(max(lat["p99"], lat["p95"]) - lat["p50"])
-            ratio.append((r.get("floor") or {}).get("compute_over_floor") or 0)
-        axes[0].bar(xs, fps, width, label=name)
-        axes[1].bar(xs, p50, width, yerr=[lo, hi], capsize=2, label=name)
-        axes[2].bar(xs, ratio, width, label=name)
-    for ax, ylabel in zip(axes, ("frames/s (higher is better)", "latency p50 ms, whisker to p99", "compute time / hardware floor")):
+        for ax, (_, value, _) in zip(axes, panels):
+            xs, ys, whisker = [], [], []
+            for j, size in enumerate(sizes):
+                match = [r for r in ok if _series(r) == name and r["size"] == size and value(r)]
+                if match:
+                    r = match[0]
+                    xs.append(j + (i - (len(series) - 1) / 2) * width)
+                    ys.append(value(r))
+                    whisker.append(max(r["latency_ms"]["p99"], r["latency_ms"]["p95"]) - r["latency_ms"]["p50"])
+            error = [[0] * len(xs), whisker] if ax is axes[1] else None
+            ax.bar(xs, ys, width, yerr=error, capsize=2, label=name)
+    for ax, (ylabel, _, scale) in zip(axes, panels):
         ax.set_xticks(range(len(sizes)), sizes)
         ax.set_ylabel(ylabel)
+        ax.set_yscale(scale)
         ax.grid(axis="y", alpha=0.3)
-    axes[1].set_yscale("log")
-    axes[2].set_yscale("log")
     axes[0].legend(fontsize=8)
     device = report.get("device", {})
     fig.suptitle(title or f"restore bench on {device.get('name', device.get('device'))} ({report.get('created', '')[:10]})")
@@ -107,8 +111,10 @@ def plot(report, path, title=None):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    return True
 
 
 def _series(r):
     tile = f" t{r['tile']}" if r.get("tile") else ""
-    return f"{r['model']} {r['backend']} {r['precision']}{tile}"
+    picked = f" ({r['backend_picked']})" if r["backend"] == "auto" and r.get("backend_picked") else ""
+    return f"{r['model']} {r['backend']}{picked} {r['precision']}{tile}"

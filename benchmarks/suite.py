@@ -8,8 +8,9 @@ Backends:
 - ``torch``: the model in-process on whole frames (the compute-only reference), or through the
   runtime's tiler with ``--tile``. Needs a torch model: a zoo name, a checkpoint, or an artifact
   directory holding its checkpoint.
-- ``onnxruntime``, ``tensorrt``, ``auto``, ``runtime:torch``: the runtime's ``Restorer`` (tiled as
-  the runtime tiles; ``runtime:torch`` is the runtime's own torch backend). A zoo name is first
+- ``onnxruntime``, ``openvino``, ``tensorrt``, ``auto``, ``runtime:torch``: the runtime's ``Restorer``
+  (tiled as the runtime tiles; ``auto`` is the runtime's default choice, recorded in
+  ``backend_choice``; ``runtime:torch`` is the runtime's own torch backend). A zoo name is first
   saved as a checkpoint and, for ONNX Runtime and TensorRT, exported with ``restore-export``'s
   ``export_checkpoint`` into a temporary artifact directory (kept for the process).
 """
@@ -24,7 +25,7 @@ from restore.runtime.errors import ConfigError
 from .harness import RestorerRunner, TorchRunner, cpu_threads, parse_size, run_case, synthetic_frame
 
 TORCH_BACKENDS = ("torch",)
-RUNTIME_BACKENDS = ("onnxruntime", "tensorrt", "auto", "runtime:torch")
+RUNTIME_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "auto", "runtime:torch")
 PRECISIONS = ("fp32", "fp16", "bf16")
 FORMAT = "restore-bench/1"
 
@@ -158,8 +159,9 @@ def run_one(case, frames, warmup, device, rates=None, progress=None, stream=True
         runner = TorchRunner(model, device, case.precision, tile=case.tile)
     else:
         stats = None
-        runner = RestorerRunner(_restorer(case, device), device)
-        record["origin"] = "runtime"
+        restorer = _restorer(case, device)
+        runner = RestorerRunner(restorer, device)
+        record.update(origin="runtime", backend_picked=restorer.backend.name, backend_choice=restorer.backend_choice or None)
     record["backend_description"] = runner.description
     record.update(run_case(runner, frame, frames=frames, warmup=warmup, progress=progress))
     record["overlap_efficiency"] = None

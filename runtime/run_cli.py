@@ -18,7 +18,7 @@ from .media.mux import AUDIO_MODES
 from .options import BATCH, DEVICE, OVERLAP, TILE, UserPath
 from .pixels import unit_float
 
-BACKEND_CHOICES = ["auto", "onnxruntime", "torch", "tensorrt"]
+BACKEND_CHOICES = ["auto", "onnxruntime", "openvino", "torch", "tensorrt"]
 SAMPLES_DIR = Path(__file__).parent / "samples"
 
 

@@ -3,8 +3,10 @@
 Backends are named here by module path and imported only when asked for, so importing the
 runtime never imports torch or tensorrt. ``auto`` takes the first available backend in speed
 order, GPU backends before CPU ones:
-  tensorrt (GPU) > onnxruntime (CUDA EP) > torch (CUDA) > onnxruntime (CPU) > torch (CPU).
-On CPU ONNX Runtime is ahead of eager torch for these convolutional nets, hence its place.
+  tensorrt (GPU) > onnxruntime (CUDA EP) > torch (CUDA) > onnxruntime or openvino (CPU) > torch (CPU).
+On CPU the ONNX engines are ahead of eager torch for these convolutional nets, hence its place;
+which of ONNX Runtime and OpenVINO is faster depends on the CPU, so where both can run the model
+and no GPU backend can, ``cpu_choice`` measures them once per machine and model.
 """
 import importlib
 import logging
@@ -16,9 +18,11 @@ log = logging.getLogger("restore.runtime")
 BACKENDS = {
     "tensorrt": ("restore.runtime.backends.tensorrt", "TensorRTBackend"),
     "onnxruntime": ("restore.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
+    "openvino": ("restore.runtime.backends.openvino", "OpenVinoBackend"),
     "torch": ("restore.runtime.backends.torch", "TorchBackend"),
 }
-SPEED_ORDER = ["tensorrt", "onnxruntime", "torch"]
+SPEED_ORDER = ["tensorrt", "onnxruntime", "openvino", "torch"]
+CPU_MEASURED = ("onnxruntime", "openvino")
 
 
 def backend_class(name):
@@ -45,9 +49,9 @@ def choose_backend(name, model, device=None, precision=None):
     """Instantiate (not activate) the named backend, or the fastest available for ``auto``.
 
     Returns (backend, why) where ``why`` says how ``auto`` decided (empty for a named backend)."""
-    candidates, skipped = _candidates(name, model, device)
+    candidates, skipped, note = _candidates(name, model, device)
     picked_name, cls = candidates[0]
-    why = _why(picked_name, skipped) if name == "auto" else ""
+    why = _why(picked_name, skipped, note) if name == "auto" else ""
     if why:
         log.info(why)
     return cls(model, device=device, precision=precision), why
@@ -56,7 +60,7 @@ def choose_backend(name, model, device=None, precision=None):
 def open_backend(name, model, device=None, precision=None):
     """Like ``choose_backend`` but activated. With ``auto``, a backend that is installed but fails
     to start (e.g. a TensorRT engine built for another GPU) is skipped for the next fastest."""
-    candidates, skipped = _candidates(name, model, device)
+    candidates, skipped, note = _candidates(name, model, device)
     for i, (candidate, cls) in enumerate(candidates):
         backend = cls(model, device=device, precision=precision)
         try:
@@ -66,19 +70,20 @@ def open_backend(name, model, device=None, precision=None):
                 raise
             skipped.append(f"{candidate}: {e}")
             continue
-        why = _why(candidate, skipped) if name == "auto" else ""
+        why = _why(candidate, skipped, note) if name == "auto" else ""
         if why:
             log.info(why)
         return backend, why
 
 
 def _candidates(name, model, device):
-    """[(name, class)] to try in order, and the reasons the others were skipped."""
+    """[(name, class)] to try in order, the reasons the others were skipped, and how the CPU
+    backends were ordered."""
     if name != "auto":
         cls, reason = _probe(name, model, device)
         if cls is None:
             raise BackendError(name, f"cannot run {model.name}: {reason}", "pick another --backend or use auto")
-        return [(name, cls)], []
+        return [(name, cls)], [], ""
     usable, skipped = [], []
     for candidate in SPEED_ORDER:
         cls, reason = _probe(candidate, model, device)
@@ -89,8 +94,17 @@ def _candidates(name, model, device):
     if not usable:
         raise BackendError(model.name, "no backend can run this model here: " + "; ".join(skipped), "install onnxruntime, or torch for checkpoints")
     gpu = [(n, c) for n, c in usable if c.uses_gpu(model, device)]
-    return gpu + [u for u in usable if u not in gpu], skipped
+    cpu = [u for u in usable if u not in gpu]
+    measured, note = [u for u in cpu if u[0] in CPU_MEASURED], ""
+    if not gpu and len(measured) > 1:
+        from . import cpu_choice
+
+        ranked, note = cpu_choice.order(measured, model)
+        ranked = iter(ranked)  # the measured backends swap places among themselves only
+        cpu = [next(ranked) if u[0] in CPU_MEASURED else u for u in cpu]
+    return gpu + cpu, skipped, note
 
 
-def _why(picked_name, skipped):
-    return f"auto picked {picked_name}" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
+def _why(picked_name, skipped, note=""):
+    details = ([note] if note else []) + ([f"skipped {'; '.join(skipped)}"] if skipped else [])
+    return f"auto picked {picked_name}" + (f" ({'; '.join(details)})" if details else "")

@@ -23,6 +23,27 @@ import numpy as np
 from ..errors import BackendError
 
 
+def physical_cores():
+    """Physical cores this process may run on (hyper-threads counted once): the thread count
+    that keeps CPU inference fastest, as sibling threads compete for the same FMA units."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
+
+
+def cpu_streams(cores):
+    """Concurrent inference streams for a CPU backend on ``cores`` cores: one per tile of the
+    tilers' usual batch of 4, at most one per core. Independent tiles side by side scale better
+    than one tile spread over every core (measured in benchmarks/README.md)."""
+    return max(1, min(cores, 4))
+
+
 def gpu_present():
     """Cheap check for an NVIDIA GPU (device nodes), so ``auto`` need not import torch to learn
     that there is none."""

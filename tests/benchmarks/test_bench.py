@@ -1,6 +1,7 @@
 """restore bench on a CPU at tiny sizes, the FLOP counter, the peers, the Real-ESRGAN tiler."""
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from restore.trainer.models import build_model, count_parameters  # noqa: E402
 
 def test_cli_writes_table_json_and_png(tmp_path):
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
-    result = CliRunner().invoke(bench, ["--model", "fourier-unet", "--size", "32x24", "--tile", "0,16", "--frames", "2",
+    result = CliRunner().invoke(bench, ["--model", "fourier-unet", "--backend", "torch", "--size", "32x24", "--tile", "0,16", "--frames", "2",
                                         "--warmup", "1", "--device", "cpu", "--json", str(out_json), "--plot", str(out_png)])
     assert result.exit_code == 0, result.output
     assert "p50 ms" in result.output and "fourier-unet" in result.output and "TFLOP/s" in result.output
@@ -170,3 +171,64 @@ def test_gpu_matrix_runs_end_to_end_on_cpu(tmp_path):
     assert report["video_codec"][0]["decoded_frames"] > 0
     assert {"feathered", "esrgan"} <= set(report["tiling"])
     assert "targets" in report
+
+
+def test_cli_defaults_bench_the_shipped_model_through_the_runtime(tmp_path, monkeypatch):
+    """No model/backend/output options: the shipped model, the runtime's own backend choice,
+    JSON and PNG written here under new names (an earlier run's files are kept)."""
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / f"restore-bench-cpu-{__import__('datetime').date.today().isoformat()}.json"
+    earlier.write_text("an earlier run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning may leak (matplotlib's included)
+        result = CliRunner().invoke(bench, ["--device", "cpu", "--size", "64x48", "--frames", "1", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    assert earlier.read_text() == "an earlier run"
+    out_json = earlier.with_name(earlier.stem + "-2.json")
+    report = json.loads(out_json.read_text())
+    (record,) = report["results"]
+    assert record["model"] == "default" and record["backend"] == "auto" and "error" not in record
+    assert record["backend_picked"] in ("onnxruntime", "openvino") and record["backend_choice"].startswith("auto picked")
+    assert record["output_shape"] == [48, 64, 3] and record["fps"] > 0
+    assert report["device"]["name"] and report["rates"] is None  # no torch case: no floor to measure
+    assert out_json.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "auto picked" in result.output
+
+
+def test_cli_all_cases_failed_says_so_and_writes_no_plot(tmp_path):
+    out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
+    result = CliRunner().invoke(bench, ["--backend", "tensorrt", "--device", "cpu", "--size", "64x48", "--frames", "1",
+                                        "--json", str(out_json), "--plot", str(out_png)])
+    assert result.exception.exit_code == 8
+    assert "nothing was measured" in str(result.exception) and "the other" not in str(result.exception)
+    assert json.loads(out_json.read_text())["results"][0]["error"]
+    assert not out_png.exists()
+
+
+def test_vsmlrt_cut_lines_and_sample_frames():
+    from restore.benchmarks.vsmlrt import peer_lines, sample_frames
+
+    # 640 px, tiles of 256 stepping 224, the last aligned to the end: starts 0, 224, 384
+    assert peer_lines(640) == [240, 400, 464]
+    assert peer_lines(256) == []
+    (frame,) = sample_frames(640, 360)
+    assert frame.shape == (360, 640, 3) and frame.dtype == np.float32 and 0 <= frame.min() and frame.max() <= 1
+    assert frame.std() > 0.05  # a photo, not a blank
+
+
+def test_vsmlrt_worker_runs_the_shipped_model_like_our_runtime(tmp_path):
+    """Where vs-mlrt's venv exists (made by the benchmark), its plugin's output on one frame is the
+    shipped model's: close to ours except near its crop lines."""
+    from restore.benchmarks import vsmlrt
+    from restore.runtime import Restorer
+
+    exe = vsmlrt.cache_venv_python()
+    if not exe.exists():
+        pytest.skip("vs-mlrt's venv not made on this machine (python -m restore.benchmarks.vsmlrt makes it)")
+    frames = vsmlrt.sample_frames(300, 260)
+    with Restorer("default", backend="onnxruntime", device="cpu") as r:
+        ours = r.restore(frames[0])
+    ms, (theirs,), info = vsmlrt.run_peer(exe, frames, r.source.onnx, 2, 1, tmp_path)
+    assert ms > 0 and info["ort_plugin"]["onnxruntime_version"]
+    mse = np.mean((np.clip(theirs, 0, 1) - np.clip(ours, 0, 1)) ** 2)
+    assert 10 * np.log10(1 / mse) > 30

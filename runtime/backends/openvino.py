@@ -1,0 +1,86 @@
+"""OpenVINO backend: the portable model.onnx on the CPU through Intel's engine (``openvino`` on PyPI,
+``pip install 'restore[openvino]'``).
+
+The graph is compiled twice: for throughput, ``streams`` independent inference streams sharing
+the physical cores, over which a batch of tiles is split, so tiles run side by side instead of
+each operator synchronising all cores (the tiles of a frame are independent); and for latency,
+one stream on every core, for a batch of one tile. Precision is fp32
+unless fp16 is asked for and the CPU computes it natively; OpenVINO's own default on CPUs with
+AMX would be bf16, which changes the output, so it is never left to the default.
+"""
+import importlib.util
+
+import numpy as np
+
+from ..errors import BackendError, ModelError
+from .base import Backend, cpu_streams, physical_cores
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    @classmethod
+    def unavailable_reason(cls, model, device=None):
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino is not installed (pip install 'restore[openvino]')"
+        if model.onnx is None:
+            return "the model has no .onnx file"
+        if device is not None and not str(device).startswith("cpu"):
+            return "runs on the CPU only"
+        return None
+
+    def activate_impl(self):
+        import openvino as ov
+
+        core = ov.Core()
+        path = self.model.onnx
+        precision = {None: "f32", "fp32": "f32", "fp16": "f16"}[self.precision]
+        if precision == "f16" and "FP16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            raise BackendError(self.model.name, "fp16 requested but this CPU has no native fp16 arithmetic for OpenVINO", "use --precision fp32")
+        cores = physical_cores()
+        self.streams = cpu_streams(cores)
+        config = {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": precision}
+        try:
+            graph = core.read_model(str(path))
+            self._compiled = core.compile_model(graph, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams})
+            self._single = core.compile_model(graph, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()  # a lone tile gets every core
+        except Exception as e:  # OpenVINO raises plain RuntimeErrors for corrupt or unsupported graphs
+            first = str(e).strip().splitlines()[0][:200]
+            raise ModelError(path, f"OpenVINO cannot load this model ({first})", "re-export it with restore-export, or use --backend onnxruntime") from None
+        inp, out = graph.inputs[0], graph.outputs[0]
+        shape, out_shape = inp.get_partial_shape(), out.get_partial_shape()
+        if shape.rank.get_length() != 4 or inp.get_element_type() not in (ov.Type.f32, ov.Type.f16):
+            raise ModelError(path, f"input is {inp.get_element_type()} {shape}, expected a float NCHW tensor")
+        if out_shape.rank.get_length() != 4:
+            raise ModelError(path, f"output has shape {out_shape}, expected an NCHW image", "give an image restoration model exported by restore-export")
+        self.dtype = np.dtype(np.float16 if inp.get_element_type() == ov.Type.f16 else np.float32)
+        dims = [d.get_length() if d.is_static else None for d in shape]
+        io = self.model.io
+        self.in_channels = dims[1] or io.get("in_channels", 3)
+        self.tile = dims[2]
+        self.max_batch = dims[0] or self.model.metadata.get("shapes", {}).get("batch", {}).get("max")
+        h_out = out_shape[2]
+        self.scale = io.get("scale") or (h_out.get_length() // self.tile if self.tile and h_out.is_static else 1)
+        self.out_channels = io.get("out_channels") or self.in_channels
+        self.size_multiple = io.get("size_multiple", 1)
+        self._queue = ov.AsyncInferQueue(self._compiled, self.streams)
+        self.description = f"openvino (CPU, {self.streams} streams on {cores} cores, {precision}, {path.name})"
+
+    def infer_impl(self, batch):
+        batch = np.ascontiguousarray(batch, dtype=self.dtype)
+        if len(batch) == 1 or self.streams == 1:
+            return self._single.infer({0: batch})[0].copy()
+        parts = np.array_split(batch, min(self.streams, len(batch)))
+        outputs = [None] * len(parts)
+
+        def keep(request, index):
+            outputs[index] = request.get_output_tensor(0).data.copy()  # the request's buffer is reused
+
+        self._queue.set_callback(keep)
+        for i, part in enumerate(parts):
+            self._queue.start_async({0: part}, i)
+        self._queue.wait_all()
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def deactivate_impl(self):
+        self._queue = self._compiled = self._single = None
