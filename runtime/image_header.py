@@ -162,21 +162,41 @@ def _jpeg_frame(f):
 
 
 def _tiff(f, head):
+    found = _tiff_tags(f, head, (256, 257))  # ImageWidth, ImageLength
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def tiff_samples_per_pixel(path):
+    """The first page's SamplesPerPixel (1 when the tag is absent), or None for a file that is not a TIFF."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+        if head[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return None
+        try:
+            return _tiff_tags(f, head, (277,)).get(277, 1)
+        except (struct.error, ValueError):
+            return None
+
+
+def _tiff_tags(f, head, tags):
+    """{tag: value} of the first page's integer ``tags`` (SHORT, LONG or LONG8 values)."""
     endian = "<" if head[:2] == b"II" else ">"
     big = head[2:4] in (b"+\x00", b"\x00+")
     if big:
         (offset,) = struct.unpack(endian + "Q", head[8:16])
-        count_fmt, entry_size, value_fmt = "Q", 20, "Q"
+        count_fmt, entry_size = "Q", 20
     else:
         (offset,) = struct.unpack(endian + "I", head[4:8])
-        count_fmt, entry_size, value_fmt = "H", 12, "I"
+        count_fmt, entry_size = "H", 12
     f.seek(offset)
     (count,) = struct.unpack(endian + count_fmt, f.read(struct.calcsize(count_fmt)))
     entries = f.read(entry_size * min(count, 4096))
     found = {}
     for i in range(0, len(entries) - entry_size + 1, entry_size):
         tag, kind = struct.unpack(endian + "HH", entries[i : i + 4])
-        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4), or LONG8 (16)
+        if tag in tags:
             value = entries[i + (12 if big else 8) : i + entry_size]  # after tag, type, count
             if kind == 3:
                 (found[tag],) = struct.unpack(endian + "H", value[:2])
@@ -184,9 +204,7 @@ def _tiff(f, head):
                 (found[tag],) = struct.unpack(endian + "I", value[:4])
             elif kind == 16:
                 (found[tag],) = struct.unpack(endian + "Q", value[:8])
-    if 256 in found and 257 in found:
-        return found[256], found[257]
-    return None
+    return found
 
 
 def _bmp(head):

@@ -18,7 +18,7 @@ from .atomic import atomic_path, output_error
 from .errors import InputError, OutputError
 from .pixels import check_float_pixels
 from . import image_meta
-from .image_header import check_image_file
+from .image_header import check_image_file, tiff_samples_per_pixel
 from .media.sources import is_video
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -47,6 +47,8 @@ def read_image_info(path):
     damaged, several frames, non-finite or out-of-range float pixels."""
     path = Path(path)
     check_image_file(path)  # size from the header first: no allocation for a forged 30000x30000
+    if tiff_samples_per_pixel(path) == 2:  # OpenCV decodes it as 8-bit gray: alpha and depth would be lost silently
+        raise InputError(path, "gray+alpha TIFF, which this reader cannot decode whole", "save it as a gray+alpha PNG")
     info = image_meta.read_info(path)
     dst, gray_alpha = _png_buffer(path)
     with image_meta.captured_stderr() as messages:  # libjpeg reports damage only there

@@ -1,0 +1,52 @@
+"""A hostile user's battery against ``restore run``: odd pixel layouts, closed standard streams,
+option values at the edges. Each case runs the real command in a fresh process on real files
+made here (Pillow, tifffile, PyAV), and checks the rules of docs/RELIABILITY.md: a wrong result is
+never written silently, a mistake is one line with its exit code, no traceback."""
+import os
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from restore.runtime.streams import read_image
+
+
+def restore_proc(*args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, closed=()):
+    """(exit code, stderr) of ``restore ARGS`` in a fresh process; ``closed``: standard streams
+    (0, 1) the child starts with closed, as a shell's ``<&-`` or ``>&-`` leaves them."""
+    proc = subprocess.run([sys.executable, "-c", "from restore.runtime.cli import main; main()", *map(str, args)], stdin=stdin,
+                          stdout=stdout, stderr=subprocess.PIPE, timeout=120, preexec_fn=lambda: [os.close(fd) for fd in closed])
+    return proc.returncode, proc.stderr.decode("utf-8", "replace")
+
+
+def write_video(path, frames=3, size=(32, 24), codec="ffv1", pix_fmt="yuv444p"):
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
+        for _ in range(frames):
+            image = (rng.random((size[1], size[0], 3)) * 255).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+# --- images whose layout the decoder could lose ---------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_tiff_keeps_its_alpha_and_depth_or_is_refused(tmp_path, kit, tiny_model, dtype):
+    """OpenCV decodes a 2-sample TIFF as 8-bit gray: alpha gone, 16 bits cut to 8, exit 0."""
+    tifffile = pytest.importorskip("tifffile")
+    pixels = kit.noise((24, 32, 2), dtype)
+    src = tmp_path / "la.tif"
+    tifffile.imwrite(src, pixels, photometric="minisblack", extrasamples=[2])
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.tif", "--model", tiny_model, "-q")
+    if result.code == 0:
+        out = read_image(tmp_path / "out.tif")
+        assert out.dtype == dtype and out.shape == pixels.shape, (out.dtype, out.shape)
+        np.testing.assert_array_equal(out[..., 1], pixels[..., 1])
+    else:
+        kit.assert_user_error(result, "restore", 3, src)
+        assert not (tmp_path / "out.tif").exists()
