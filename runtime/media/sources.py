@@ -66,6 +66,8 @@ def open_source(src, live_timeout=5.0):
             raise InputError(path, "no such file", "check the path")
         if path.stat().st_size == 0:
             raise InputError(path, "empty file (0 bytes)", "re-create or remove it")
+    if src_text == STDIO and sys.stdin is None:  # started with stdin closed (a shell's <&-)
+        raise InputError(display_name(src), "standard input is closed", "pipe a video in, or give a file")
     try:
         if src_text == STDIO:
             return av.open(sys.stdin.buffer, "r")

@@ -50,3 +50,19 @@ def test_gray_alpha_tiff_keeps_its_alpha_and_depth_or_is_refused(tmp_path, kit, 
     else:
         kit.assert_user_error(result, "restore", 3, src)
         assert not (tmp_path / "out.tif").exists()
+
+
+# --- closed standard streams -----------------------------------------------------------------------
+def test_stdout_closed_with_dash_output_is_one_line(tmp_path, tiny_model):
+    """``restore run clip.mkv -o - >&-``: there is no stdout to write the video to."""
+    src = write_video(tmp_path / "clip.mkv")
+    code, err = restore_proc("run", src, "-o", "-", "--model", tiny_model, "-q", stdout=None, closed=(1,))
+    assert code == 5 and "Traceback" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("restore: error:")], err
+
+
+def test_stdin_closed_with_dash_input_is_one_line(tmp_path, tiny_model):
+    code, err = restore_proc("run", "-", "-o", tmp_path / "out.mkv", "--model", tiny_model, "-q", stdin=None, closed=(0,))
+    assert code == 3 and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.startswith("restore: error: stdin")]) == 1, err
+    assert not list(tmp_path.glob("out*"))
