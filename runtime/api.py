@@ -25,7 +25,7 @@ class Restorer:
             tile=tile,
             default_tile=advice["tile"],
             overlap=advice["overlap"] if overlap is None else overlap,
-            batch=batch or advice["batch"],
+            batch=advice["batch"] if batch is None else batch,
             mean=mean,
             std=std,
         )

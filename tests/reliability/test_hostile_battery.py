@@ -66,3 +66,13 @@ def test_stdin_closed_with_dash_input_is_one_line(tmp_path, tiny_model):
     assert code == 3 and "Traceback" not in err, err
     assert len([line for line in err.splitlines() if line.startswith("restore: error: stdin")]) == 1, err
     assert not list(tmp_path.glob("out*"))
+
+
+# --- option values at the edges ----------------------------------------------------------------------
+def test_batch_zero_is_refused_like_negative_batches(tmp_path, kit, tiny_model):
+    """``--batch 0`` fell back to the artifact's advice while -1 was refused."""
+    src = tmp_path / "a.png"
+    Image.fromarray(kit.noise((24, 32, 3))).save(src)
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "b.png", "--model", tiny_model, "--batch", 0)
+    kit.assert_user_error(result, "restore", 7, "batch")
+    assert not (tmp_path / "b.png").exists()
