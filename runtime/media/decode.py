@@ -23,6 +23,7 @@ import threading
 import time
 
 from ..errors import InputError, RestoreError
+from .mux import notice
 from .probe import video_info, video_stream
 from .queues import DONE, get, put
 from .sources import display_name, is_live, is_stream, open_source
@@ -51,6 +52,9 @@ class VideoReader:
         try:
             self.stream = video_stream(self.container, self.subject)
             self.info = video_info(self.stream, self.subject)
+            fmt = self.stream.codec_context.format
+            if fmt is not None and any(c.is_alpha for c in fmt.components):  # decoded to RGB: say so, never drop it silently
+                notice(f"{self.subject}: the video has an alpha channel ({fmt.name}); the output is opaque: alpha dropped")
             self.stream.thread_type = "AUTO"  # frame threads: decoding keeps up with 1080p on two cores
             self._format = "rgb48le" if self.info.bits > 8 else "rgb24"
             self._demux = self.container.demux()

@@ -76,3 +76,25 @@ def test_batch_zero_is_refused_like_negative_batches(tmp_path, kit, tiny_model):
     result = kit.run_cli("restore", "run", src, "-o", tmp_path / "b.png", "--model", tiny_model, "--batch", 0)
     kit.assert_user_error(result, "restore", 7, "batch")
     assert not (tmp_path / "b.png").exists()
+
+
+# --- alpha a video cannot carry --------------------------------------------------------------------
+def test_a_video_with_alpha_says_its_alpha_is_dropped(tmp_path, kit, tiny_model):
+    """A yuva420p FFV1 video came out opaque with no word on stderr."""
+    src = write_video(tmp_path / "alpha.mkv", pix_fmt="yuva420p")
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.mkv", "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("restore: note:")]
+    assert len(notes) == 1 and "alpha" in notes[0] and str(src) in notes[0], result.stderr
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        assert sum(1 for _ in out.decode(video=0)) == 3
+
+
+def test_rgba_frames_into_a_video_say_their_alpha_is_dropped(tmp_path, kit, tiny_model):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(kit.noise((24, 32, 4), seed=i), "RGBA").save(frames / f"{i}.png")
+    result = kit.run_cli("restore", "run", frames, "-o", tmp_path / "out.mkv", "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    assert "alpha" in result.stderr and str(frames) in result.stderr, result.stderr
