@@ -183,6 +183,8 @@ def encode_frame(ctx, image, pts, info):
 
     if image.dtype != np.uint8 and image.dtype != np.uint16:  # float [0, 1] from the Python API
         image = np.rint(np.clip(image, 0, 1) * 65535).astype(np.uint16)
+    if image.ndim == 3 and image.shape[2] == 2:  # gray+alpha frames: the video is opaque (jobs.py says so)
+        image = image[..., 0]
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     image = np.ascontiguousarray(image[..., :3])

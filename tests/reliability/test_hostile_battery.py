@@ -98,3 +98,25 @@ def test_rgba_frames_into_a_video_say_their_alpha_is_dropped(tmp_path, kit, tiny
     result = kit.run_cli("restore", "run", frames, "-o", tmp_path / "out.mkv", "--model", tiny_model, "-q")
     assert result.code == 0, result.stderr
     assert "alpha" in result.stderr and str(frames) in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_frames_make_a_gray_video(tmp_path, kit, tiny_model, dtype):
+    """LA PNG frames failed as exit 5 'video encoding failed (Unexpected numpy array shape)'."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        pixels = kit.noise((24, 32, 2), dtype, seed=i)
+        if dtype == np.uint8:
+            Image.fromarray(pixels, "LA").save(frames / f"{i}.png")
+        else:  # Pillow writes no 16-bit LA: through the runtime's own PNG writer
+            from restore.runtime.streams import write_image
+            write_image(frames / f"{i}.png", pixels)
+    result = kit.run_cli("restore", "run", frames, "-o", tmp_path / "out.mkv", "--model", tiny_model, "-q", "--codec", "ffv1")
+    assert result.code == 0, result.stderr
+    assert "alpha" in result.stderr, result.stderr
+    with av.open(str(tmp_path / "out.mkv")) as out:
+        pictures = [f.to_ndarray(format="rgb24") for f in out.decode(video=0)]
+    assert len(pictures) == 3 and pictures[0].shape == (24, 32, 3)
+    channels = pictures[0].astype(int)
+    assert np.abs(channels[..., 0] - channels[..., 2]).max() <= 1  # gray stays gray (16-bit: rounding in the conversion)
