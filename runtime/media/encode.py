@@ -147,9 +147,29 @@ def add_video_stream(container, settings, info):
     try:  # now, not at the first frame on the encode thread: NVENC without a GPU is a one-line exit 6
         stream.codec_context.open()
     except av.FFmpegError as e:
-        raise BackendError(f"--codec {settings.codec}", f"cannot start {settings.spec.encoder} ({getattr(e, 'strerror', None) or e})",
+        reason = getattr(e, "strerror", None) or e
+        if settings.options and _opens(dataclasses.replace(settings, options=()), info, pix_fmt):  # the user's values are at fault
+            given = " ".join(f"{key}={value}" for key, value in settings.options)
+            raise ConfigError(f"--encoder-opt {given}", f"{settings.spec.encoder} refuses these values ({reason})",
+                              f"see `ffmpeg -h encoder={settings.spec.encoder}`") from None
+        raise BackendError(f"--codec {settings.codec}", f"cannot start {settings.spec.encoder} ({reason})",
                            settings.spec.notes or "check the --encoder-opt values") from None
     return stream
+
+
+def _opens(settings, info, pix_fmt):
+    """Whether an encoder with ``settings`` opens for ``info`` (to tell a bad option value from a missing encoder)."""
+    import av
+
+    ctx = av.CodecContext.create(settings.spec.encoder, "w")
+    ctx.options = settings.encoder_options()
+    _configure(ctx, info, pix_fmt)
+    ctx.framerate = info.rate
+    try:
+        ctx.open()
+        return True
+    except av.FFmpegError:
+        return False
 
 
 def open_encoder(settings, info, global_header):

@@ -120,3 +120,12 @@ def test_gray_alpha_frames_make_a_gray_video(tmp_path, kit, tiny_model, dtype):
     assert len(pictures) == 3 and pictures[0].shape == (24, 32, 3)
     channels = pictures[0].astype(int)
     assert np.abs(channels[..., 0] - channels[..., 2]).max() <= 1  # gray stays gray (16-bit: rounding in the conversion)
+
+
+@pytest.mark.parametrize("option", ["crf=abc", "preset=warp9", "profile=nonsense"])
+def test_an_encoder_option_value_the_encoder_refuses_is_an_option_error(tmp_path, kit, tiny_model, option):
+    """A known key with a bad value was exit 6 'cannot start libx264' (a backend error)."""
+    src = write_video(tmp_path / "clip.mkv")
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.mp4", "--model", tiny_model, "--encoder-opt", option)
+    kit.assert_user_error(result, "restore", 7, option)
+    assert not list(tmp_path.glob("*out*"))
