@@ -129,3 +129,14 @@ def test_an_encoder_option_value_the_encoder_refuses_is_an_option_error(tmp_path
     result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.mp4", "--model", tiny_model, "--encoder-opt", option)
     kit.assert_user_error(result, "restore", 7, option)
     assert not list(tmp_path.glob("*out*"))
+
+
+@pytest.mark.parametrize("codec", ["hevc", "av1"])
+def test_a_frame_too_small_for_the_codec_is_one_option_error_without_encoder_noise(tmp_path, kit, tiny_model, codec):
+    """2x2 frames: x265 and SVT-AV1 refuse them; this was exit 6 'check the --encoder-opt values'
+    (none were given) and SVT-AV1 printed four 'Svt[error]' lines of its own."""
+    src = write_video(tmp_path / "tiny.mkv", size=(2, 2))
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.mkv", "--model", tiny_model, "--codec", codec, "-q")
+    line = kit.assert_user_error(result, "restore", 7, "2x2")
+    assert result.stderr.strip() == line, result.stderr
+    assert not list(tmp_path.glob("*out*"))
