@@ -42,13 +42,25 @@ def unique_temp(path, suffix=None):
     suffix = path.suffix if suffix is None else suffix
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{fit_stem(path.stem, f'..XXXXXXXX.partial{suffix}')}.", suffix=f".partial{suffix}", dir=path.parent)
         os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; an output gets a normal file's mode
         os.close(fd)
     except OSError as e:
         problem = "a part of this path is a file, not a folder" if e.errno in (errno.EEXIST, errno.ENOTDIR) else f"cannot write here: {e.strerror}"
         raise OutputError(path, problem, "choose a writable output path") from None
     return Path(tmp)
+
+
+NAME_MAX = 255  # bytes in one file name (Linux, macOS; most file systems)
+
+
+def fit_stem(stem, rest):
+    """``stem`` cut (whole characters) so that it and ``rest``, the other characters of a file
+    name, fit NAME_MAX bytes: a legal output name must not fail for its helper files' names."""
+    room = NAME_MAX - len(os.fsencode(rest))
+    while len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return stem
 
 
 def _process_umask():

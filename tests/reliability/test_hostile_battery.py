@@ -140,3 +140,21 @@ def test_a_frame_too_small_for_the_codec_is_one_option_error_without_encoder_noi
     line = kit.assert_user_error(result, "restore", 7, "2x2")
     assert result.stderr.strip() == line, result.stderr
     assert not list(tmp_path.glob("*out*"))
+
+
+# --- names at the file system's limit ---------------------------------------------------------------
+def test_a_legal_name_of_nearly_255_bytes_is_written(tmp_path, kit, tiny_model):
+    """A 254-byte image name (125 x 'é') and a 252-byte video name (62 emoji) are legal, but their
+    temporary and lock names (``.NAME.XXXXXXXX.partial.EXT``, ``.NAME.restore-lock``) were not:
+    exit 5 'File name too long'."""
+    image, video = tmp_path / "a.png", write_video(tmp_path / "v.mkv")
+    Image.fromarray(kit.noise((24, 32, 3))).save(image)
+    out = tmp_path / "out"
+    for src, name in ((image, "é" * 125 + ".png"), (video, "\U0001F600" * 62 + ".mp4")):
+        assert len(name.encode()) <= 255
+        result = kit.run_cli("restore", "run", src, "-o", out / name, "--model", tiny_model, "-q")
+        assert result.code == 0, result.stderr
+    assert read_image(out / ("é" * 125 + ".png")).shape == (24, 32, 3)
+    with av.open(str(out / ("\U0001F600" * 62 + ".mp4"))) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3
+    assert len(list(out.iterdir())) == 2  # no temporary or lock file left
