@@ -26,7 +26,7 @@ from ..errors import InputError, RestoreError
 from .mux import notice
 from .probe import video_info, video_stream
 from .queues import DONE, get, put
-from .sources import display_name, is_live, is_stream, open_source
+from .sources import STDIO, display_name, is_live, is_stream, open_source, raise_pending_interrupt, stop_reading_stdin
 
 
 class TruncatedVideo(InputError):
@@ -68,8 +68,10 @@ class VideoReader:
                 raise InputError(self.subject, "no frame of this video decodes (empty, corrupt or unsupported codec)", "check the file or remove it")
             self.info.rotation = self._first_rotation
             self.start_time = (self._first[0].pts or 0) * self.info.time_base  # seconds, a Fraction
+            raise_pending_interrupt()
         except BaseException:
             self.container.close()
+            raise_pending_interrupt()  # a Ctrl-C is what ended the input, not a damaged file
             raise
         self.passthrough = set()  # indices of the streams the writer copies (VideoWriter sets it)
         self.leftover = []  # copied-stream packets after the last frame, once iteration ends
@@ -204,6 +206,8 @@ class VideoReader:
 
     def _stop_thread(self):
         self._stop.set()
+        if self.source == STDIO:  # the decode thread may be waiting for stdin
+            stop_reading_stdin()
         while True:
             try:
                 self._queue.get_nowait()

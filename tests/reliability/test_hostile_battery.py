@@ -158,3 +158,30 @@ def test_a_legal_name_of_nearly_255_bytes_is_written(tmp_path, kit, tiny_model):
     with av.open(str(out / ("\U0001F600" * 62 + ".mp4"))) as container:
         assert sum(1 for _ in container.decode(video=0)) == 3
     assert len(list(out.iterdir())) == 2  # no temporary or lock file left
+
+
+# --- Ctrl-C while stdin has nothing to give -----------------------------------------------------------
+@pytest.mark.parametrize("sent", ["nothing", "half a video"])
+def test_ctrl_c_while_stdin_stalls_ends_the_run(tmp_path, tiny_model, sent):
+    """``producer | restore run - -o out.mkv`` with a producer that stalls: Ctrl-C was lost while
+    FFmpeg waited for stdin (nothing sent: it waited on, then exit 3 with a KeyboardInterrupt
+    traceback; half a video sent: the run hung in the decode thread's read)."""
+    import signal
+    import time
+
+    data = write_video(tmp_path / "clip.mkv", frames=40, size=(64, 48)).read_bytes()
+    proc = subprocess.Popen([sys.executable, "-c", "from restore.runtime.cli import main; main()", "run", "-", "-o", tmp_path / "out.mkv",
+                             "--model", tiny_model, "-q", "--codec", "ffv1"], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        if sent != "nothing":
+            proc.stdin.write(data[: len(data) // 2])
+            proc.stdin.flush()
+        time.sleep(4)  # started and waiting for more
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+        err = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+        proc.stdin.close()
+    assert code == 130 and "Traceback" not in err, err
+    assert not (tmp_path / "out.mkv").exists()
