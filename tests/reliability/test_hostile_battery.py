@@ -185,3 +185,12 @@ def test_ctrl_c_while_stdin_stalls_ends_the_run(tmp_path, tiny_model, sent):
         proc.stdin.close()
     assert code == 130 and "Traceback" not in err, err
     assert not (tmp_path / "out.mkv").exists()
+
+
+def test_detect_with_dash_output_makes_no_folder_named_dash(tmp_path, kit):
+    """``restore detect a.png -o -`` wrote its reports into a new folder named '-'."""
+    src = tmp_path / "a.png"
+    Image.fromarray(kit.noise((64, 64, 3))).save(src)
+    result = kit.run_cli("restore", "detect", src, "-o", "-", cwd=tmp_path)
+    kit.assert_user_error(result, "restore", 7, "-o -")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
