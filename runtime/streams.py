@@ -19,6 +19,7 @@ from .errors import InputError, OutputError
 from .pixels import check_float_pixels
 from . import image_meta
 from .image_header import check_image_file, tiff_samples_per_pixel
+from .media.mux import notice
 from .media.sources import is_video
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -125,6 +126,8 @@ def write_image(path, image, info=None, quality=None):
             writer.abort()
             raise
     fmt = _PILLOW_FORMATS.get(suffix)
+    if fmt == "JPEG" and image.ndim == 3 and image.shape[2] in (2, 4):  # said, never dropped silently
+        notice(f"{path}: JPEG holds no alpha: the alpha channel is dropped (write .png, .webp or .tif to keep it)")
     if fmt is not None and image.dtype == np.uint8:
         buffer = io.BytesIO()  # encoded in memory, written from Python: a full disk is a real OSError
         try:

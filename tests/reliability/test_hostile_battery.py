@@ -194,3 +194,15 @@ def test_detect_with_dash_output_makes_no_folder_named_dash(tmp_path, kit):
     result = kit.run_cli("restore", "detect", src, "-o", "-", cwd=tmp_path)
     kit.assert_user_error(result, "restore", 7, "-o -")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_into_a_jpeg_is_announced(tmp_path, kit, tiny_model, mode):
+    """An RGBA or gray+alpha PNG restored into a .jpg lost its alpha without a word."""
+    src = tmp_path / "a.png"
+    Image.fromarray(kit.noise((24, 32, len(mode))), mode).save(src)
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "b.jpg", "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("restore: note:")]
+    assert len(notes) == 1 and "alpha" in notes[0] and "b.jpg" in notes[0], result.stderr
+    assert Image.open(tmp_path / "b.jpg").mode == ("RGB" if mode == "RGBA" else "L")
