@@ -206,3 +206,15 @@ def test_alpha_into_a_jpeg_is_announced(tmp_path, kit, tiny_model, mode):
     notes = [line for line in result.stderr.splitlines() if line.startswith("restore: note:")]
     assert len(notes) == 1 and "alpha" in notes[0] and "b.jpg" in notes[0], result.stderr
     assert Image.open(tmp_path / "b.jpg").mode == ("RGB" if mode == "RGBA" else "L")
+
+
+@pytest.mark.parametrize("output", ["b.png", "b.mkv"])
+def test_quality_without_a_jpeg_or_webp_output_is_refused(tmp_path, kit, tiny_model, output):
+    """``--quality 50`` into a PNG or a video was accepted and did nothing (as --fps is refused where unused)."""
+    src = tmp_path / "a.png"
+    Image.fromarray(kit.noise((24, 32, 3))).save(src)
+    if output.endswith(".mkv"):
+        src = write_video(tmp_path / "a.mkv")
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / output, "--model", tiny_model, "--quality", 50)
+    kit.assert_user_error(result, "restore", 7, "--quality")
+    assert not (tmp_path / output).exists()
