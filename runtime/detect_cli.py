@@ -23,6 +23,9 @@ def detect(images, out_dir, tile):
     """Where IMAGES are blurred (per tile: sharp, blurred or flat) and how (sharp, motion with its
     angle, or defocus/general blur). Writes an overlay PNG (red = blurred, green = sharp, hatched
     = flat, no evidence) and a JSON report per image."""
+    if str(out_dir) == "-":  # run's '-' is stdout; here it would become a folder named '-'
+        raise ConfigError("-o -", "detect writes its reports into a folder; the one-line summaries already go to stdout",
+                          "give a folder, or leave -o out for the current one")
     stems = _report_stems(images)
     _check_outputs(images, stems, out_dir)
     for path in images:

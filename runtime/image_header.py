@@ -202,6 +202,33 @@ def _jpeg_frame(f):
 
 
 def _tiff(f, head):
+    found = _tiff_tags(f, head)
+    if 256 not in found or 257 not in found:
+        return None
+    samples, bits = found.get(277, 1), found.get(258, 1)
+    sample_format = _TIFF_SAMPLE_FORMATS.get(found.get(339, 1), "unknown")
+    if samples > 4:
+        return Unsupported(f"channels: {samples} samples per pixel (at most 4)")
+    if bits > 1 and (sample_format, bits) not in _TIFF_SUPPORTED:
+        return Unsupported(f"pixel type {sample_format}{bits} ({sample_format} samples of {bits} bits)")
+    return found[256], found[257]
+
+
+def tiff_samples_per_pixel(path):
+    """The first page's SamplesPerPixel (1 when the tag is absent), or None for a file that is not a TIFF."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+        if head[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return None
+        try:
+            return _tiff_tags(f, head).get(277, 1)
+        except (struct.error, ValueError, OverflowError):
+            return None
+
+
+def _tiff_tags(f, head):
+    """{tag: first value} of the first page's ImageWidth, ImageLength, BitsPerSample,
+    SamplesPerPixel and SampleFormat (SHORT, LONG or LONG8)."""
     endian = "<" if head[:2] == b"II" else ">"
     big = head[2:4] in (b"+\x00", b"\x00+")
     if big:
@@ -216,8 +243,7 @@ def _tiff(f, head):
     found = {}
     for i in range(0, len(entries) - entry_size + 1, entry_size):
         tag, kind = struct.unpack(endian + "HH", entries[i : i + 4])
-        # ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel, SampleFormat: the first value,
-        # SHORT (3), LONG (4) or LONG8 (16), held in the entry when it fits, else at its offset
+        # the first value, held in the entry when it fits, else at its offset
         if tag in (256, 257, 258, 277, 339) and kind in (3, 4, 16):
             (n,) = struct.unpack(endian + count_fmt, entries[i + 4 : i + 4 + struct.calcsize(count_fmt)])
             fmt = {3: "H", 4: "I", 16: "Q"}[kind]
@@ -226,15 +252,7 @@ def _tiff(f, head):
                 f.seek(struct.unpack(endian + value_fmt, value)[0])
                 value = f.read(struct.calcsize(fmt))
             (found[tag],) = struct.unpack(endian + fmt, value[: struct.calcsize(fmt)])
-    if 256 not in found or 257 not in found:
-        return None
-    samples, bits = found.get(277, 1), found.get(258, 1)
-    sample_format = _TIFF_SAMPLE_FORMATS.get(found.get(339, 1), "unknown")
-    if samples > 4:
-        return Unsupported(f"channels: {samples} samples per pixel (at most 4)")
-    if bits > 1 and (sample_format, bits) not in _TIFF_SUPPORTED:
-        return Unsupported(f"pixel type {sample_format}{bits} ({sample_format} samples of {bits} bits)")
-    return found[256], found[257]
+    return found
 
 
 def _bmp(head):

@@ -89,10 +89,7 @@ def output_lock(path):
     process dies, so a crash leaves no lock that blocks the next run); the file is removed on exit.
     A file of that name that is not such a lock is a user's and is left alone (OutputError)."""
     path = Path(path)
-    lock = path.with_name(f".{path.name}.restore-lock")
-    if len(os.fsencode(lock.name)) > 255:  # a long legal name: cut, and told apart by a digest
-        digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:8]
-        lock = path.with_name(f".{fitting_name(path.name, f'..{digest}.restore-lock')}.{digest}.restore-lock")
+    lock = path.with_name(_lock_name(path.name))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -104,6 +101,16 @@ def output_lock(path):
         with contextlib.suppress(OSError):
             os.unlink(lock)  # still holding it: a waiting process sees the inode go and retries
         os.close(fd)
+
+
+def _lock_name(name):
+    """``.NAME.restore-lock``; for a name too long for that, its cut stem and a digest of the whole
+    name (every process must find the same lock for the same output)."""
+    lock = f".{name}.restore-lock"
+    if len(os.fsencode(lock)) <= 255:  # NAME_MAX
+        return lock
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    return f".{fitting_name(name, f'..{digest}.restore-lock')}.{digest}.restore-lock"
 
 
 def _acquire(path, lock):

@@ -20,6 +20,7 @@ from .pixels import unit_float
 
 BACKEND_CHOICES = ["auto", "onnxruntime", "openvino", "torch", "tensorrt"]
 SAMPLES_DIR = Path(__file__).parent / "samples"
+QUALITY_SUFFIXES = {".jpg", ".jpeg", ".webp"}  # the outputs --quality applies to
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -87,7 +88,7 @@ def _stream_stem(src):
     return "stdin" if src == STDIO else Path(urlparse(src).path).stem or "stream"
 
 
-def _expand(inputs, output, fps, frames):
+def _expand(inputs, output, fps, frames, quality=None):
     """(kind, source, destination) jobs. A folder input with a video output becomes one video.
     ``output`` is the -o text as given: a trailing / asks for a folder. Streams (``-``, URLs,
     devices) stay strings, handed to FFmpeg untouched; files become Paths."""
@@ -123,6 +124,8 @@ def _expand(inputs, output, fps, frames):
             raise InputError(src, f"unknown file type {src.suffix!r}", "give images, videos or folders of them")
     if fps is not None and not any(kind == "folder->video" for kind, _, _ in jobs):
         raise ConfigError("--fps", "only used when a folder of frames is written as one video (-o OUT.mp4)")
+    if quality is not None and not any(kind == "image" and Path(dst).suffix.lower() in QUALITY_SUFFIXES for kind, _, dst in jobs):
+        raise ConfigError("--quality", "only used for JPEG and WebP image outputs", "leave it out, or write .jpg or .webp")
     if frames:
         jobs = [(("video->frames" if kind == "video" else kind), s, d) for kind, s, d in jobs]
     seen = {}
@@ -221,7 +224,7 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
     from .api import Restorer
 
     _sigterm_as_interrupt()
-    jobs = _expand(list(inputs), output, fps, frames)
+    jobs = _expand(list(inputs), output, fps, frames, quality)
     _check_outputs(jobs, overwrite)
     video = {"settings": _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs), "audio": audio, "live": live, "resume": resume}
     if resume:  # a folder of frames may be half done, so only finished files count

@@ -18,7 +18,8 @@ from .atomic import atomic_path, output_error
 from .errors import InputError, OutputError
 from .pixels import check_float_pixels
 from . import image_meta
-from .image_header import check_image_file
+from .image_header import check_image_file, tiff_samples_per_pixel
+from .media.mux import notice
 from .media.sources import is_video
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
@@ -47,6 +48,8 @@ def read_image_info(path):
     damaged, several frames, non-finite or out-of-range float pixels."""
     path = Path(path)
     check_image_file(path)  # size from the header first: no allocation for a forged 30000x30000
+    if tiff_samples_per_pixel(path) == 2:  # OpenCV decodes it as 8-bit gray: alpha and depth would be lost silently
+        raise InputError(path, "gray+alpha TIFF, which this reader cannot decode whole", "save it as a gray+alpha PNG")
     info = image_meta.read_info(path)
     dst, gray_alpha = _png_buffer(path)
     with image_meta.captured_stderr() as messages:  # libjpeg reports damage only there
@@ -123,6 +126,8 @@ def write_image(path, image, info=None, quality=None):
             writer.abort()
             raise
     fmt = _PILLOW_FORMATS.get(suffix)
+    if fmt == "JPEG" and image.ndim == 3 and image.shape[2] in (2, 4):  # said, never dropped silently
+        notice(f"{path}: JPEG holds no alpha: the alpha channel is dropped (write .png, .webp or .tif to keep it)")
     if fmt is not None and image.dtype == np.uint8:
         buffer = io.BytesIO()  # encoded in memory, written from Python: a full disk is a real OSError
         try:

@@ -115,7 +115,7 @@ class Tiler:
         if overlap is None or not 0 <= overlap < tile:
             raise ConfigError(f"overlap={overlap}", f"overlap must be >= 0 and smaller than the tile ({tile})")
         if batch is None or batch < 1:
-            raise ConfigError(f"batch={batch}", "batch must be at least 1")
+            raise ConfigError(f"batch={batch}", "batch must be at least 1", "give 1 or more, or leave it out for the model's advice")
         self.tile, self.overlap = tile, int(overlap)
         self.batch = min(int(batch), backend.max_batch or int(batch))
         self.scale = int(backend.scale)

@@ -23,9 +23,10 @@ import threading
 import time
 
 from ..errors import InputError, RestoreError
+from .mux import notice
 from .probe import video_info, video_stream
 from .queues import DONE, get, put
-from .sources import display_name, is_live, is_stream, open_source
+from .sources import STDIO, display_name, is_live, is_stream, open_source, raise_pending_interrupt, stop_reading_stdin
 
 
 class TruncatedVideo(InputError):
@@ -51,6 +52,9 @@ class VideoReader:
         try:
             self.stream = video_stream(self.container, self.subject)
             self.info = video_info(self.stream, self.subject)
+            fmt = self.stream.codec_context.format
+            if fmt is not None and any(c.is_alpha for c in fmt.components):  # decoded to RGB: say so, never drop it silently
+                notice(f"{self.subject}: the video has an alpha channel ({fmt.name}); the output is opaque: alpha dropped")
             self.stream.thread_type = "AUTO"  # frame threads: decoding keeps up with 1080p on two cores
             self._format = "rgb48le" if self.info.bits > 8 else "rgb24"
             self._demux = self.container.demux()
@@ -64,8 +68,10 @@ class VideoReader:
                 raise InputError(self.subject, "no frame of this video decodes (empty, corrupt or unsupported codec)", "check the file or remove it")
             self.info.rotation = self._first_rotation
             self.start_time = (self._first[0].pts or 0) * self.info.time_base  # seconds, a Fraction
+            raise_pending_interrupt()
         except BaseException:
             self.container.close()
+            raise_pending_interrupt()  # a Ctrl-C is what ended the input, not a damaged file
             raise
         self.passthrough = set()  # indices of the streams the writer copies (VideoWriter sets it)
         self.leftover = []  # copied-stream packets after the last frame, once iteration ends
@@ -200,6 +206,8 @@ class VideoReader:
 
     def _stop_thread(self):
         self._stop.set()
+        if self.source == STDIO:  # the decode thread may be waiting for stdin
+            stop_reading_stdin()
         while True:
             try:
                 self._queue.get_nowait()

@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from ..errors import BackendError, ConfigError
+from ..image_meta import captured_stderr
 
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -144,12 +145,44 @@ def add_video_stream(container, settings, info):
     stream.time_base = info.time_base
     if info.rotation:
         stream.set_display_rotation(info.rotation)
-    try:  # now, not at the first frame on the encode thread: NVENC without a GPU is a one-line exit 6
-        stream.codec_context.open()
-    except av.FFmpegError as e:
-        raise BackendError(f"--codec {settings.codec}", f"cannot start {settings.spec.encoder} ({getattr(e, 'strerror', None) or e})",
-                           settings.spec.notes or "check the --encoder-opt values") from None
-    return stream
+    # Opened now, not at the first frame on the encode thread: NVENC without a GPU is a one-line
+    # exit 6. What the encoder prints on failure (SVT-AV1 does) goes into that line, not on stderr.
+    with captured_stderr() as messages:
+        try:
+            stream.codec_context.open()
+            return stream
+        except av.FFmpegError as e:
+            failure = e
+    said = "; ".join(line.strip() for line in "".join(messages).splitlines() if line.strip())
+    reason = said or getattr(failure, "strerror", None) or failure
+    if settings.options and _opens(dataclasses.replace(settings, options=()), info, pix_fmt):  # the user's values are at fault
+        given = " ".join(f"{key}={value}" for key, value in settings.options)
+        raise ConfigError(f"--encoder-opt {given}", f"{settings.spec.encoder} refuses these values ({reason})",
+                          f"see `ffmpeg -h encoder={settings.spec.encoder}`")
+    if min(info.width, info.height) < SMALL and _opens(settings, dataclasses.replace(info, width=SMALL, height=SMALL), pix_fmt):
+        raise ConfigError(f"--codec {settings.codec}", f"{settings.spec.encoder} cannot encode {info.width}x{info.height} frames ({reason})",
+                          "use --codec h264 for frames this small")
+    raise BackendError(f"--codec {settings.codec}", f"cannot start {settings.spec.encoder} ({reason})",
+                       settings.spec.notes or "check the --encoder-opt values")
+
+
+SMALL = 64  # a frame size every encoder here opens for: a failure below it is the size's
+
+
+def _opens(settings, info, pix_fmt):
+    """Whether an encoder with ``settings`` opens for ``info`` (to tell a bad option value from a missing encoder)."""
+    import av
+
+    ctx = av.CodecContext.create(settings.spec.encoder, "w")
+    ctx.options = settings.encoder_options()
+    _configure(ctx, info, pix_fmt)
+    ctx.framerate = info.rate
+    try:
+        with captured_stderr():
+            ctx.open()
+        return True
+    except av.FFmpegError:
+        return False
 
 
 def open_encoder(settings, info, global_header):
@@ -183,6 +216,8 @@ def encode_frame(ctx, image, pts, info):
 
     if image.dtype != np.uint8 and image.dtype != np.uint16:  # float [0, 1] from the Python API
         image = np.rint(np.clip(image, 0, 1) * 65535).astype(np.uint16)
+    if image.ndim == 3 and image.shape[2] == 2:  # gray+alpha frames: the video is opaque (jobs.py says so)
+        image = image[..., 0]
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     image = np.ascontiguousarray(image[..., :3])

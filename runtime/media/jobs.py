@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .decode import Frame, TruncatedVideo, VideoReader
-from .mux import VideoWriter
+from .mux import VideoWriter, notice
 from .probe import VideoInfo
 from .queues import prefetched
 from .resume import Reuse
@@ -166,6 +166,8 @@ def restore_folder_to_video(restorer, folder, dst, fps=None, skip_tiles=None, pr
         raise InputError(folder, "no image frames in this folder")
     first = read_image(paths[0])
     h, w = first.shape[:2]
+    if first.ndim == 3 and first.shape[2] in (2, 4):  # the encoder takes RGB: say so, never drop it silently
+        notice(f"{folder}: the frames have an alpha channel; the video is opaque: alpha dropped")
     info = VideoInfo.constant_rate(w * restorer.scale, h * restorer.scale, fps or 25.0, 16 if first.dtype == np.uint16 else 8)
     writer = VideoWriter(dst, info, settings)
 

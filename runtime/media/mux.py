@@ -139,6 +139,8 @@ class VideoWriter:
         try:  # a Ctrl-C while the container is being opened must not leave the file behind
             import av
 
+            if self.to_stdout and sys.stdout is None:  # started with stdout closed (a shell's >&-)
+                raise OutputError(STDIO, "standard output is closed", "redirect it to a file or a pipe, or give -o FILE")
             try:
                 target = sys.stdout.buffer if self.to_stdout else str(self.tmp)
                 self.container = av.open(target, "w", format=fmt)

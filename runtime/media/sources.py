@@ -4,8 +4,11 @@ A URL (http, https, rtsp, rtmp, udp, rtp, srt, tcp) or ``/dev/videoN`` is handed
 the user wrote it; only local files are paths. Live sources (udp, rtp, rtsp, srt, capture
 devices) do not wait for a slow reader, so they run in live mode (see decode.py).
 """
+import os
 import re
+import select
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import InputError
@@ -66,18 +69,60 @@ def open_source(src, live_timeout=5.0):
             raise InputError(path, "no such file", "check the path")
         if path.stat().st_size == 0:
             raise InputError(path, "empty file (0 bytes)", "re-create or remove it")
+    if src_text == STDIO and sys.stdin is None:  # started with stdin closed (a shell's <&-)
+        raise InputError(display_name(src), "standard input is closed", "pipe a video in, or give a file")
     try:
         if src_text == STDIO:
-            return av.open(sys.stdin.buffer, "r")
+            return av.open(_STDIN, "r")
         if is_device(src):
             return av.open(src_text, "r", format="v4l2")
         if is_stream(src):  # a network source that stops sending ends the run instead of hanging it
             return av.open(src_text, "r", timeout=(max(live_timeout, 10.0), live_timeout))
         return av.open(src_text, "r")
     except av.FFmpegError as e:
+        raise_pending_interrupt()
         raise InputError(display_name(src) if is_stream(src) else src, f"cannot open this video ({_reason(e)})",
                          "check the file, URL or device") from None
 
 
 def _reason(error):
     return getattr(error, "strerror", None) or str(error)
+
+
+class _InterruptibleStdin:
+    """stdin as FFmpeg reads it, in short waits. A blocking read could outlast a Ctrl-C: the signal
+    may land on another thread, and PyAV swallows an exception raised in its read callback. So the
+    read waits 0.2 s at a time (Python handles the signal in between), a Ctrl-C ends the input and
+    is kept for ``raise_pending_interrupt``, and ``stop`` ends the wait of the decode thread."""
+
+    interrupt = None
+
+    def __init__(self):
+        self.stop = threading.Event()
+
+    def read(self, size=-1):
+        fd = sys.stdin.fileno()
+        try:
+            while not select.select([fd], [], [], 0.2)[0]:
+                if self.stop.is_set() or self.interrupt is not None:  # FFmpeg reads on after an end
+                    return b""
+            return os.read(fd, size if size > 0 else 1 << 16)
+        except KeyboardInterrupt as e:
+            self.interrupt = e
+            return b""
+
+
+_STDIN = _InterruptibleStdin()
+
+
+def raise_pending_interrupt():
+    """Raise the Ctrl-C that arrived while FFmpeg was reading stdin, if one did."""
+    interrupt, _STDIN.interrupt = _STDIN.interrupt, None
+    if interrupt is not None:
+        raise interrupt
+
+
+def stop_reading_stdin():
+    """End any wait for stdin (the reader is closing)."""
+    _STDIN.stop.set()
+
