@@ -109,8 +109,9 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3  # ORT's shape-inference warnings are noise for users
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if not self._cuda:
+            # Not "session.set_denormal_as_zero": it sets flush-to-zero for the whole process (the
+            # caller's NumPy included), and measured x1.11 / x0.83 on two runs.
             options.intra_op_num_threads = threads
-            options.add_session_config_entry("session.set_denormal_as_zero", "1")  # near-zero spectra: no slow denormal arithmetic
         return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
     def _probe_scale(self, out):

@@ -118,7 +118,7 @@ def test_bad_model_path_gives_status_and_message(sample, tmp_path):
 def test_unknown_backend_and_unusable_backend(sample, artifact):
     with pytest.raises(RuntimeError) as info:
         sample.restore(str(artifact), "vulkan", frame((8, 8, 3)))
-    assert info.value.args == (7, "vulkan: unknown backend (choose auto or one of: tensorrt, onnxruntime, torch)")
+    assert info.value.args == (7, "vulkan: unknown backend (choose auto or one of: tensorrt, onnxruntime, openvino, torch)")
     with pytest.raises(RuntimeError) as info:
         sample.restore(str(artifact), "tensorrt", frame((8, 8, 3)))
     assert info.value.args[0] == 6 and "no TensorRT engine" in info.value.args[1]

@@ -73,3 +73,14 @@ def test_the_front_end_is_finite_on_a_constant_tile():
             out = front(torch.full((1, 3, 128, 128), level))
             assert torch.isfinite(out).all()
             assert (out - level).abs().max() < 1e-4  # a constant's Wiener estimate is the constant
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_restorer_leaves_the_callers_floating_point_state_alone(backend):
+    """An embedding app's NumPy must keep subnormal numbers: a backend must not switch the
+    process to flush-to-zero (ONNX Runtime's set_denormal_as_zero does)."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    with Restorer("default", backend=backend) as r:
+        r.restore(read_image(SAMPLE)[:64, :64])
+    assert np.array([1e-310])[0] * 1.0 > 0
