@@ -166,6 +166,18 @@ def _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs):
     return settings
 
 
+def _raw_format(text, inputs):
+    """--raw's RawFormat (None without it); it describes stdin, so the one input must be -."""
+    from .media.sources import STDIO, parse_raw
+
+    if text is None:
+        return None
+    raw = parse_raw(text)
+    if list(inputs) != [STDIO]:
+        raise ConfigError("--raw", "only describes raw frames on stdin", "give - as the one input: ... | restore run - --raw WxH -o out.mkv")
+    return raw
+
+
 def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, video=None):
     from tqdm import tqdm
 
@@ -180,9 +192,10 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
     video = video or {}
     if kind == "video":
         live = True if video.get("live") else None  # None: live when the source is (media.is_live)
-        media.restore_video(restorer, src, dst, skip, progress, video.get("settings"), video.get("audio", "copy"), live, video.get("resume", False))
+        media.restore_video(restorer, src, dst, skip, progress, video.get("settings"), video.get("audio", "copy"), live, video.get("resume", False),
+                            video.get("raw"))
     elif kind == "video->frames":
-        media.restore_video_to_frames(restorer, src, dst, skip, progress)
+        media.restore_video_to_frames(restorer, src, dst, skip, progress, video.get("raw"))
     else:
         media.restore_folder_to_video(restorer, src, dst, fps, skip, progress, video.get("settings"))
     return "video"
@@ -209,6 +222,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 @click.option("--pix-fmt", help="Output pixel format (default: yuv420p, yuv444p for odd sizes, 10-bit for deep sources).")
 @click.option("--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Raw encoder option, repeatable (e.g. tune=film).")
 @click.option("--audio", type=click.Choice(AUDIO_MODES), default="copy", show_default=True, help="Audio streams: copied packet for packet, left out, or transcoded to AAC.")
+@click.option("--raw", metavar="WxH[:PIXFMT[:FPS]]", help="Input - is headerless frames of this size, FFmpeg pixel format [rgb24] and rate [25] (e.g. ffmpeg ... -f rawvideo -pix_fmt rgb24 -).")
 @click.option("--live", is_flag=True, help="Live source: pace by timestamps, drop frames when restoration is slower (automatic for udp/rtp/rtsp/srt and /dev/video*).")
 @click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete); continue an interrupted video from its NAME.partial.EXT.")
 @click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP output quality [95].")
@@ -218,15 +232,17 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0, min_open=True), help="GPUs each cluster worker reserves (e.g. 1, or 0.5 for two per GPU).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no header or per-file lines; errors only.")
 def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, codec, crf, preset, pix_fmt,
-        encoder_opts, audio, live, resume, quality, overwrite, cluster, workers, gpus_per_worker, quiet):
+        encoder_opts, audio, raw, live, resume, quality, overwrite, cluster, workers, gpus_per_worker, quiet):
     """Restore images, folders of images/videos, and videos; outputs keep names, size x scale,
     frame rate. A failing file is reported at the end and the others still run (exit 8)."""
     from .api import Restorer
 
     _sigterm_as_interrupt()
+    raw = _raw_format(raw, inputs)
     jobs = _expand(list(inputs), output, fps, frames, quality)
     _check_outputs(jobs, overwrite)
-    video = {"settings": _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs), "audio": audio, "live": live, "resume": resume}
+    video = {"settings": _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs), "audio": audio, "live": live, "resume": resume,
+             "raw": raw}
     if resume:  # a folder of frames may be half done, so only finished files count
         done = [(kind, src, dst) for kind, src, dst in jobs if kind != "video->frames" and isinstance(dst, Path) and dst.is_file()]
         jobs = [job for job in jobs if job not in done]

@@ -14,7 +14,8 @@ Policies, stated once:
 - a frame whose size differs from the first is refused (TruncatedVideo, exit 3): the output has
   one size, and rescaling silently would be a wrong result;
 - a file that stops decoding before its container's frame count (or fails to decode after the
-  first frame) is a TruncatedVideo: the frames before the damage are kept as a partial output.
+  first frame) is a TruncatedVideo: the frames before the damage are kept as a partial output;
+  so is raw input (``raw``) whose byte count is not a whole number of frames.
 """
 import collections
 import dataclasses
@@ -44,11 +45,12 @@ class Frame:
 class VideoReader:
     """Iterate ``Frame``s of ``src`` (a path, ``-``, a URL or a device), decoded ahead on a thread."""
 
-    def __init__(self, src, queue_size=8, live=None):
+    def __init__(self, src, queue_size=8, live=None, raw=None):
         self.source = src
         self.subject = display_name(src) if is_stream(src) else src
         self.live = is_live(src) if live is None else live
-        self.container = open_source(src)
+        self.container = open_source(src, raw=raw)
+        self._frame_bytes = None if raw is None else 0  # raw input: the first packet's size, one whole frame
         try:
             self.stream = video_stream(self.container, self.subject)
             self.info = video_info(self.stream, self.subject)
@@ -110,6 +112,8 @@ class VideoReader:
                     if packet.size:
                         self._carry.append(packet)
                     continue
+                if self._frame_bytes is not None and packet.size:
+                    self._check_raw_size(packet.size)
                 frames = packet.decode()
             except av.FFmpegError as e:
                 if self.decoded == 0:
@@ -129,6 +133,14 @@ class VideoReader:
                                  f"at frame {self.decoded} (refused: one output size, no silent rescaling)", "split the video where the size changes")
         self.decoded += 1
         return frame, arrival
+
+    def _check_raw_size(self, size):
+        """The rawvideo demuxer cuts frame-sized packets; a shorter one is the stream's partial end."""
+        if not self._frame_bytes:
+            self._frame_bytes = size
+        elif size < self._frame_bytes:
+            raise TruncatedVideo(self.subject, f"the raw stream ends with {size} bytes of a partial frame after frame {self.decoded} "
+                                 f"(a frame is {self._frame_bytes} bytes)", "check --raw's size and pixel format, and that the writer finished")
 
     def _to_frame(self, decoded):
         frame, arrival = decoded

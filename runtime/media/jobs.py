@@ -90,12 +90,13 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
     return writer.close()
 
 
-def restore_video(restorer, src, dst, skip_tiles=None, progress=True, settings=None, audio="copy", live=None, resume=False):
+def restore_video(restorer, src, dst, skip_tiles=None, progress=True, settings=None, audio="copy", live=None, resume=False, raw=None):
     """Video -> video: frame size x model scale; timestamps, rotation, colour, audio, subtitles,
     chapters and metadata kept (mux.py says what happens to a stream the container cannot hold).
-    ``resume``: continue from ``NAME.partial.EXT`` where an interrupted run left one (resume.py)."""
+    ``resume``: continue from ``NAME.partial.EXT`` where an interrupted run left one (resume.py).
+    ``raw``: a sources.RawFormat when ``src`` is raw frames on stdin."""
     live = is_live(src) if live is None else live
-    with VideoReader(src, queue_size=LIVE_QUEUE if live else 8, live=live) as reader:
+    with VideoReader(src, queue_size=LIVE_QUEUE if live else 8, live=live, raw=raw) as reader:
         reuse = _partial_to_resume(dst, restorer, reader, skip_tiles) if resume and not live else None
         try:
             writer = VideoWriter(dst, reader.info.scaled(restorer.scale), settings, source=reader, audio=audio, reuse=reuse)
@@ -138,12 +139,12 @@ def _partial_to_resume(dst, restorer, reader, skip_tiles):
     return reuse
 
 
-def restore_video_to_frames(restorer, src, folder, skip_tiles=None, progress=True):
+def restore_video_to_frames(restorer, src, folder, skip_tiles=None, progress=True, raw=None):
     """Video -> folder of PNG frames (000000.png, ...), each written atomically."""
     from ..streams import write_image
 
     folder = Path(folder)
-    with VideoReader(src) as reader:
+    with VideoReader(src, raw=raw) as reader:
         bar = Progress(reader.frame_count, display_name(src), progress)
         try:
             for i, frame in enumerate(reader):

@@ -2,16 +2,19 @@
 
 A URL (http, https, rtsp, rtmp, udp, rtp, srt, tcp) or ``/dev/videoN`` is handed to FFmpeg as
 the user wrote it; only local files are paths. Live sources (udp, rtp, rtsp, srt, capture
-devices) do not wait for a slow reader, so they run in live mode (see decode.py).
+devices) do not wait for a slow reader, so they run in live mode (see decode.py). Raw frames on
+stdin (``--raw WIDTHxHEIGHT[:PIXFMT[:FPS]]``) are read by FFmpeg's rawvideo demuxer.
 """
+import dataclasses
 import os
 import re
 import select
 import sys
 import threading
+from fractions import Fraction
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
 STDIO = "-"
 URL_SCHEMES = {"http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"}
@@ -22,6 +25,43 @@ INPUT_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi", ".ts": "mpegts"}
 STDOUT_FORMAT = "matroska"  # takes every codec and audio/subtitle kind; streamable without seeking
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_RAW = re.compile(r"^(\d+)x(\d+)(?::([^:]*))?(?::([^:]*))?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class RawFormat:
+    """Headerless frames on stdin: their size, FFmpeg pixel format and frame rate."""
+    width: int
+    height: int
+    pix_fmt: str = "rgb24"
+    fps: Fraction = Fraction(25)
+
+    def options(self):
+        """The rawvideo demuxer's options."""
+        return {"video_size": f"{self.width}x{self.height}", "pixel_format": self.pix_fmt,
+                "framerate": f"{self.fps.numerator}/{self.fps.denominator}"}
+
+
+def parse_raw(text):
+    """RawFormat from ``WIDTHxHEIGHT[:PIXFMT[:FPS]]``; ConfigError (exit 7) naming what is wrong."""
+    import av
+
+    option = f"--raw {text}"
+    match = _RAW.match(text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ConfigError(option, "not a frame size", "give WIDTHxHEIGHT[:PIXFMT[:FPS]], e.g. 640x480:rgb24:25")
+    width, height, pix_fmt, fps = int(match.group(1)), int(match.group(2)), match.group(3) or "rgb24", match.group(4) or "25"
+    try:
+        av.VideoFormat(pix_fmt)
+    except ValueError:
+        raise ConfigError(option, f"unknown pixel format {pix_fmt!r}", "give an FFmpeg pixel format, e.g. rgb24, yuv420p, gray") from None
+    try:
+        rate = Fraction(fps).limit_denominator(1001)  # "25", "29.97" or "30000/1001"; nan and inf are refused
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if rate is None or not 0 < rate <= 1000:
+        raise ConfigError(option, f"{fps!r} is not a frame rate", "give a number above 0 and at most 1000, or a ratio such as 30000/1001")
+    return RawFormat(width, height, pix_fmt, rate)
 
 
 def scheme(src):
@@ -58,8 +98,9 @@ def output_format(dst):
     return STDOUT_FORMAT if str(dst) == STDIO else OUTPUT_FORMATS.get(Path(dst).suffix.lower())
 
 
-def open_source(src, live_timeout=5.0):
-    """An opened PyAV input container for ``src``; InputError (one line) when FFmpeg cannot."""
+def open_source(src, live_timeout=5.0, raw=None):
+    """An opened PyAV input container for ``src`` (``raw``: a RawFormat, for raw frames on stdin);
+    InputError (one line) when FFmpeg cannot."""
     import av
 
     src_text = str(src)
@@ -72,6 +113,8 @@ def open_source(src, live_timeout=5.0):
     if src_text == STDIO and sys.stdin is None:  # started with stdin closed (a shell's <&-)
         raise InputError(display_name(src), "standard input is closed", "pipe a video in, or give a file")
     try:
+        if src_text == STDIO and raw is not None:
+            return av.open(_STDIN, "r", format="rawvideo", options=raw.options())
         if src_text == STDIO:
             return av.open(_STDIN, "r")
         if is_device(src):
