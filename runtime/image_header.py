@@ -86,13 +86,18 @@ def check_image_file(path):
         raise InputError(path, "truncated or damaged image (the file ends early or fails its checksums)", "copy it again or remove it")
     if isinstance(size, Unsupported):
         raise InputError(path, f"unsupported {size}", "convert it to 8- or 16-bit integers or float32 with 1 to 4 channels")
-    width, height = size
+    return check_pixel_count(path, *size, "split or downscale it")
+
+
+def check_pixel_count(subject, width, height, remedy):
+    """(width, height) of a picture or video frame from its header, or InputError: no pixels, or
+    more than the limit (``RESTORE_MAX_IMAGE_PIXELS``); ``remedy`` says what the user can do."""
     if width < 1 or height < 1:
-        raise InputError(path, f"header says {width}x{height} pixels", "the file is corrupt; re-create or remove it")
+        raise InputError(subject, f"header says {width}x{height} pixels", "the file is corrupt; re-create or remove it")
     limit = max_image_pixels()
     if width * height > limit:
-        raise InputError(path, f"{width}x{height} is {_pixels(width * height)}, above the limit of {_pixels(limit)}",
-                         f"split or downscale it, or raise {MAX_PIXELS_ENV}")
+        raise InputError(subject, f"{width}x{height} is {_pixels(width * height)}, above the limit of {_pixels(limit)}",
+                         f"{remedy}, or raise {MAX_PIXELS_ENV}")
     return width, height
 
 

@@ -9,7 +9,7 @@ import dataclasses
 from fractions import Fraction
 
 from ..errors import InputError
-from ..image_header import MAX_PIXELS_ENV, max_image_pixels
+from ..image_header import check_pixel_count
 
 UNSPECIFIED = 2  # FFmpeg's AVCOL_*_UNSPECIFIED for primaries, transfer and matrix
 COLOUR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
@@ -49,13 +49,7 @@ def video_info(stream, name):
     import av
 
     ctx = stream.codec_context
-    width, height = ctx.width, ctx.height
-    if width < 1 or height < 1:
-        raise InputError(name, f"the video header says {width}x{height} pixels", "the file is corrupt; re-create or remove it")
-    limit = max_image_pixels()
-    if width * height > limit:
-        raise InputError(name, f"{width}x{height} frames are {width * height / 1e6:.0f} Mpixel, above the limit of {limit / 1e6:.0f} Mpixel",
-                         f"downscale the video, or raise {MAX_PIXELS_ENV}")
+    width, height = check_pixel_count(name, ctx.width, ctx.height, "downscale the video")
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
     bits = 8
     if ctx.format is not None:
