@@ -90,7 +90,7 @@ def variants(path, cores):
         "ort graph level extended": lambda: _ort(path, cores, 4, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
         "ort parallel execution": lambda: _ort(path, cores, 4, parallel=True),
         f"ort {streams} streams, batch 1 each": lambda: _ort(path, cores, 1, streams=streams),
-        f"ort {streams} streams, batch {each} each, denormals as zero (the backend)": lambda: _ort(path, cores, each, streams=streams, **{"session.set_denormal_as_zero": "1"}),
+        f"ort {streams} streams, batch {each} each (the backend)": lambda: _ort(path, cores, each, streams=streams),
     }
     try:
         import openvino  # noqa: F401
