@@ -30,7 +30,7 @@ def measure(checkpoint, crops=12, size=256):
     from restore.trainer.degradations import apply_kernel, centred_kernel, gaussian_kernel, linear_motion_kernel
     from restore.trainer.inference import restore_array
     from restore.trainer.metrics import psnr
-    from restore.trainer.models.deconv import KERNEL_SIZE, wiener
+    from restore.trainer.models.deconv import wiener
 
     model = model_from_checkpoint(checkpoint).eval()
     if getattr(model, "deconv", None) is None:
@@ -53,8 +53,9 @@ def measure(checkpoint, crops=12, size=256):
             t = torch.from_numpy(lq.transpose(2, 0, 1).copy())[None]
             with torch.no_grad():
                 lams = model.deconv.log_lams.exp()
-                true_k = torch.from_numpy(centred_kernel(kernel, KERNEL_SIZE))[None]
-                est = wiener(t, model.deconv.estimator(t), lams).clamp(0, 1)
+                true_k = torch.from_numpy(centred_kernel(kernel, model.deconv.estimator.kernel_size))[None]
+                estimator = model.deconv.estimator
+                est = wiener(t, estimator.kernel(estimator(t)), lams).clamp(0, 1)
                 oracle = wiener(t, true_k, lams).clamp(0, 1)
             best = {key: max(psnr(v[0, 3 * j:3 * j + 3].permute(1, 2, 0).numpy(), gt) for j in range(len(lams)))
                     for key, v in (("wiener_estimated_kernel", est), ("wiener_true_kernel", oracle))}

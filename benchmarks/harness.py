@@ -312,7 +312,7 @@ class TorchTileBackend:
                 self.out_channels = getattr(model, "out_channels", 3)
                 self.description = runner.description
 
-            def infer_impl(self, batch):
+            def infer_impl(self, batch, posterior):
                 return runner.infer_batch(batch)
 
         adapter = _Adapter(model=None)

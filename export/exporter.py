@@ -31,7 +31,9 @@ FILES = {
     "plugin_onnx": "model.plugin.onnx",
     "fp16_onnx": "model.fp16.onnx",
     "fp16_plugin_onnx": "model.fp16.plugin.onnx",
+    "estimator_onnx": "estimator.onnx",
 }
+ESTIMATE_TILES = 8  # most tiles of one picture the estimator graph pools (the runtime picks them)
 TIMING_CACHE = Path.home() / ".cache" / "restore" / "tensorrt-timing.cache"
 
 
@@ -197,6 +199,12 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
         return proto
 
     graphs = {"onnx": trace("onnx", "matmul"), "plugin_onnx": trace("plugin_onnx", "plugin")}
+    estimator = None
+    if onnx_export.shares_estimate(model):
+        start = time.perf_counter()
+        estimator = onnx_export.trace_estimator(model, tile, ESTIMATE_TILES, opset=options.opset)
+        timings["estimator_onnx"] = round(time.perf_counter() - start, 2)
+        log(f"traced {FILES['estimator_onnx']} ({timings['estimator_onnx']} s)")
     fp16_report = None
     if options.fp16:
         peaks = fp16.activation_peaks(model, [torch.from_numpy(x) for x in inputs.values()])
@@ -215,7 +223,7 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
 
     figures = {"skipped": "--no-validate"}
     if options.validate:
-        figures = _validate(model, graphs, inputs)
+        figures = _validate(model, graphs, inputs, estimator)
         log(f"validated: {json.dumps(figures['max_abs_error'])}")
 
     metadata = {
@@ -235,10 +243,16 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
         },
         "tiling": {"tile": tile, "overlap": recommended_overlap(model, tile)},
         "shapes": {"tile": tile, "batch": batch},
-        "files": {key: FILES[key] for key in graphs},
+        "files": {key: FILES[key] for key in graphs} | ({"estimator_onnx": FILES["estimator_onnx"]} if estimator else {}),
         "plugin": {"name": OP_TYPE, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE, "count": plugin_count},
         "exporter": _versions(options.opset, graphs["onnx"].ir_version),
         "fp16": fp16_report,
+        # one blur estimate per picture: the runtime runs the estimator graph on up to "tiles" of
+        # the picture's tiles and gives its posterior to every tile of it
+        "estimate": None if estimator is None else {
+            "file": FILES["estimator_onnx"], "input": "tiles", "output": "posterior", "restorer_input": "posterior",
+            "tiles": ESTIMATE_TILES, "classes": int(estimator.graph.output[0].type.tensor_type.shape.dim[1].dim_value),
+        },
         "validation": figures,
         "engine": None,
     }
@@ -256,37 +270,47 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
             metadata["files"]["engine"] = metadata["engine"]["file"]
             if options.fp16:  # the runtime also looks the fp16 engine up under this key
                 metadata["files"]["fp16_engine"] = metadata["engine"]["file"]
-        for key, proto in graphs.items():  # embed the final metadata, validation figures included
-            onnx_export.set_metadata(proto, metadata)
+        for key, proto in {**graphs, **({"estimator_onnx": estimator} if estimator else {})}.items():
+            onnx_export.set_metadata(proto, metadata)  # the final metadata, validation figures included
             onnx_export.save_onnx(proto, stage / FILES[key])
         (stage / "metadata.json").write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
     log(f"wrote {outdir}")
     return metadata
 
 
-def _validate(model, graphs, inputs):
+def _validate(model, graphs, inputs, estimator=None):
+    """Every graph against the torch model (see validate.py). With an estimator graph, each input
+    batch is one picture's tiles: its posterior from the estimator graph (checked against torch's)
+    goes to every restorer graph with it."""
     for key, proto in graphs.items():
         validate.check_graph(proto, FILES[key])
+    posteriors, figures = {name: None for name in inputs}, {"inputs": {name: list(x.shape) for name, x in inputs.items()}}
+    if estimator is not None:
+        validate.check_graph(estimator, FILES["estimator_onnx"])
+        session = validate.ort_session(estimator)
+        posteriors = {n: session.run(None, {"tiles": x})[0] for n, x in inputs.items()}
+        with torch.no_grad():
+            torch_posteriors = {n: model.estimate(torch.from_numpy(x)).numpy() for n, x in inputs.items()}
+        figures["estimator_max_abs_error"] = validate.compare_fp32(FILES["estimator_onnx"], torch_posteriors, posteriors)
     with torch.no_grad():
-        expected = {name: model(torch.from_numpy(x)).numpy() for name, x in inputs.items()}
+        expected = {name: model(torch.from_numpy(x), *_given(posteriors[name])).numpy() for name, x in inputs.items()}
     from restore.kernels.fourier_bottleneck.ort_op import plugin_session
 
-    portable = validate.ort_session(graphs["onnx"])
-    out = {"onnx": {n: validate.run(portable, x) for n, x in inputs.items()}}
-    out["plugin_onnx"] = {n: validate.run(plugin_session(graphs["plugin_onnx"]), x) for n, x in inputs.items()}
-    figures = {
-        "inputs": {name: list(x.shape) for name, x in inputs.items()},
-        "max_abs_error": {key: validate.compare_fp32(FILES[key], expected, out[key]) for key in ("onnx", "plugin_onnx")},
-        "tolerance": validate.FP32_TOLERANCE,
-    }
+    def outputs(session):
+        return {n: validate.run(session, x, posteriors[n]) for n, x in inputs.items()}
+
+    out = {"onnx": outputs(validate.ort_session(graphs["onnx"])), "plugin_onnx": outputs(plugin_session(graphs["plugin_onnx"]))}
+    figures["max_abs_error"] = {key: validate.compare_fp32(FILES[key], expected, out[key]) for key in ("onnx", "plugin_onnx")}
+    figures["tolerance"] = validate.FP32_TOLERANCE
     if "fp16_onnx" in graphs:
         half = {"fp16_onnx": validate.ort_session(graphs["fp16_onnx"]), "fp16_plugin_onnx": plugin_session(graphs["fp16_plugin_onnx"])}
-        figures["fp16_psnr_db"] = {
-            key: validate.compare_fp16(FILES[key], out["onnx"], {n: validate.run(s, x) for n, x in inputs.items()})
-            for key, s in half.items()
-        }
+        figures["fp16_psnr_db"] = {key: validate.compare_fp16(FILES[key], out["onnx"], outputs(s)) for key, s in half.items()}
         figures["fp16_min_psnr_db"] = validate.FP16_MIN_PSNR
     return figures
+
+
+def _given(posterior):
+    return () if posterior is None else (torch.from_numpy(posterior),)
 
 
 def _build(builder, graphs, stage, metadata, options, inputs, log):

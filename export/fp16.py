@@ -30,8 +30,9 @@ def activation_peaks(model, batches):
     peaks = {}
 
     def keep(key, value):
-        if torch.is_tensor(value):
-            peaks[key] = max(peaks.get(key, 0.0), float(value.detach().abs().max()))
+        for v in value if isinstance(value, tuple) else (value,):
+            if torch.is_tensor(v):
+                peaks[key] = max(peaks.get(key, 0.0), float(v.detach().abs().max()))
 
     def record(name):
         def hook(module, args, output):

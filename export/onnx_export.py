@@ -2,7 +2,11 @@
 FourierBottleneck node per bottleneck), or the ONNX-DFT graph (measurement only), fp32 or fp16.
 
 Input "input" (N, C, tile, tile), output "output" (N, C', tile*scale, tile*scale); N is dynamic
-within the batch range, H and W are fixed (the DFT matrices are sized for the tile).
+within the batch range, H and W are fixed (the DFT matrices are sized for the tile). A model with a
+blur estimate of its own (``estimate``: fourier-unet's deconvolution front end) also takes
+"posterior" (1, K), fp32: the estimate of the whole picture, which the estimator graph
+(``trace_estimator``: "tiles" (T, C, tile, tile) -> "posterior") makes once per picture from some
+of its tiles, so that every tile is restored with the same one.
 """
 import contextlib
 import copy
@@ -44,15 +48,44 @@ def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=Fals
     example_batch = min(max(2, low), high)
     dtype = torch.float16 if half else torch.float32
     x = torch.rand(example_batch, model.in_channels, tile, tile, dtype=dtype)
-    dynamic = None
+    args, names, dynamic = (x,), ["input"], [None]
     if high > low:
-        dynamic = ({0: torch.export.Dim("batch", min=low, max=high)},)
+        dynamic = [{0: torch.export.Dim("batch", min=low, max=high)}]
+    if shares_estimate(model):
+        with torch.no_grad():
+            args, names, dynamic = (x, model.estimate(x.float())), names + ["posterior"], dynamic + [None]
+    return _export(net, args, names, ["output"], tuple(dynamic) if any(dynamic) else None, opset)
+
+
+def shares_estimate(model):
+    """Whether ``model`` takes a whole picture's blur estimate ("posterior") beside each tile."""
+    return getattr(model, "deconv", None) is not None and hasattr(model, "estimate")
+
+
+class _Estimator(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tiles):
+        return self.model.estimate(tiles)
+
+
+def trace_estimator(model, tile, max_tiles, *, opset=DEFAULT_OPSET):
+    """The estimator graph (fp32): "tiles" (T, C, tile, tile), 1 <= T <= ``max_tiles`` -> "posterior" (1, K)."""
+    net = _Estimator(copy.deepcopy(model)).eval()
+    x = torch.rand(min(2, max_tiles), model.in_channels, tile, tile)
+    dynamic = ({0: torch.export.Dim("tiles", min=1, max=max_tiles)},) if max_tiles > 1 else None
+    return _export(net, (x,), ["tiles"], ["posterior"], dynamic, opset)
+
+
+def _export(net, args, input_names, output_names, dynamic, opset):
     # The dynamo exporter reports its steps on stdout and logs warnings about torch internals
     # (torchvision missing): keep the CLI's output to what the user asked for.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logger("torch.onnx"):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            net, (x,), dynamo=True, opset_version=opset, input_names=["input"], output_names=["output"],
+            net, args, dynamo=True, opset_version=opset, input_names=input_names, output_names=output_names,
             dynamic_shapes=dynamic, custom_translation_table=TRANSLATIONS, external_data=False,
         )
     proto = program.model_proto

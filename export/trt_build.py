@@ -98,6 +98,8 @@ def build_engine(onnx_path, engine_path, *, batch, tile, timing_cache=None, prog
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
+        if tensor.name == "posterior":  # the picture's blur estimate: a static (1, K)
+            continue
         channels = tensor.shape[1]
         shapes = [(b, channels, t, t) for b, t in zip(batch, tile)]
         profile.set_shape(tensor.name, *shapes)

@@ -71,9 +71,13 @@ def ort_session(model):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def run(session, x):
+def run(session, x, posterior=None):
+    """The graph's output for ``x`` (and the picture's ``posterior``, for a graph that takes one)."""
     dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
-    return session.run(None, {"input": x.astype(dtype)})[0].astype(np.float32)
+    feeds = {"input": x.astype(dtype)}
+    if posterior is not None:
+        feeds["posterior"] = posterior.astype(np.float32)
+    return session.run(None, feeds)[0].astype(np.float32)
 
 
 def compare_fp32(label, expected, actual):

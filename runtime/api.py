@@ -34,6 +34,7 @@ class Restorer:
             batch=advice["batch"] if batch is None else batch,
             mean=mean,
             std=std,
+            estimate_tiles=(self.source.metadata.get("estimate") or {}).get("tiles", 8),
         )
 
     @property
@@ -47,14 +48,21 @@ class Restorer:
         t = self.tiler
         return f"{self.backend.description}; tile {t.tile}, overlap {t.overlap}, batch {t.batch}, x{t.scale}; {self._why}"
 
-    def restore(self, image, out=None, skip_tiles=None, on_tiles=None):
-        """Restore one image; see ``Tiler.restore`` for ``out``, ``skip_tiles`` and ``on_tiles``."""
-        return self.tiler.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles)
+    def restore(self, image, out=None, skip_tiles=None, on_tiles=None, sequence=False):
+        """Restore one image; see ``Tiler.restore`` for ``out``, ``skip_tiles``, ``on_tiles`` and
+        ``sequence`` (the image is a video's next frame)."""
+        return self.tiler.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles, sequence=sequence)
 
     def stream(self, frames, skip_tiles=None):
-        """Restore an iterable of frames lazily, one output per input, in order."""
+        """Restore an iterable of a video's frames lazily, one output per input, in order (the blur
+        estimate follows the video: ``Tiler.restore``'s ``sequence``)."""
         for frame in frames:
-            yield self.tiler.restore(frame, skip_tiles=skip_tiles)
+            yield self.tiler.restore(frame, skip_tiles=skip_tiles, sequence=True)
+
+    def follow(self, frame):
+        """A video frame left as it is (``Tiler.follow``): the estimate of the frames after it
+        follows it as if it had been restored."""
+        self.tiler.follow(frame)
 
     def close(self):
         self.backend.deactivate()

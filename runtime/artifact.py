@@ -29,6 +29,7 @@ class ModelSource:
     engine: Path = None
     fp16_engine: Path = None
     checkpoint: Path = None
+    estimator: Path = None  # the blur estimator graph a restorer graph with a "posterior" input needs
     metadata: dict = field(default_factory=dict)
 
     @property
@@ -76,10 +77,12 @@ def resolve_model(model):
     if suffix in CHECKPOINT_SUFFIXES:
         return ModelSource(name=str(model), checkpoint=path)
     metadata = read_metadata(path.parent / "metadata.json") if (path.parent / "metadata.json").is_file() else {}
+    estimator = (metadata.get("files") or {}).get("estimator_onnx")
+    estimator = inside(path.parent, estimator, "files.estimator_onnx") if estimator and (path.parent / estimator).is_file() else None
     if suffix == ".onnx":
-        return ModelSource(name=str(model), onnx=path, metadata=metadata)
+        return ModelSource(name=str(model), onnx=path, estimator=estimator, metadata=metadata)
     if suffix in (".engine", ".plan", ".trt"):
-        return ModelSource(name=str(model), engine=path, metadata=metadata)
+        return ModelSource(name=str(model), engine=path, estimator=estimator, metadata=metadata)
     raise ConfigError(model, f"unknown model file type {suffix!r}", "give an .onnx, .engine, .pt or .safetensors file, or an artifact directory")
 
 
@@ -103,6 +106,7 @@ def _from_directory(directory):
         engine=pick("engine", "model.engine"),
         fp16_engine=pick("fp16_engine", "model.fp16.engine"),
         checkpoint=checkpoints[0] if checkpoints else None,
+        estimator=pick("estimator_onnx"),
         metadata=metadata,
     )
     if not any((source.onnx, source.fp16_onnx, source.engine, source.fp16_engine, source.checkpoint)):

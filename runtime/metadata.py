@@ -113,6 +113,9 @@ FIELDS = {
     ("plugin", "version"): (text, True),
     ("plugin", "namespace"): (text, True),
     ("plugin", "count"): (integer(0, 100000), True),
+    ("estimate",): (obj, True),
+    ("estimate", "tiles"): (integer(1, 1024), False),
+    ("estimate", "classes"): (integer(1, 1 << 20), False),
 }
 
 

@@ -99,7 +99,13 @@ class Tiler:
     tile size imposes its own (``tile`` None: that one, else ``default_tile``). ``mean``/``std``: the model's input normalisation (per model
     channel), undone on the output."""
 
-    def __init__(self, backend, tile=None, overlap=32, batch=4, mean=None, std=None, default_tile=256, rows_per_call_tiles=32):
+    # A video's blur estimate: this frame's weight against the running estimate of the ones before
+    # (an exponential average with a time constant of about three frames: the estimate of a static
+    # scene stops flickering with the codec's noise, a change of blur is followed within a few frames)
+    SEQUENCE_WEIGHT = 0.3
+
+    def __init__(self, backend, tile=None, overlap=32, batch=4, mean=None, std=None, default_tile=256, rows_per_call_tiles=32,
+                 estimate_tiles=8):
         self.backend = backend
         mult = max(int(backend.size_multiple or 1), 1)
         if backend.tile:
@@ -131,6 +137,8 @@ class Tiler:
         # Several tile rows per backend call keep batches full (and a GPU pipeline busy) for
         # small images; a row of a huge image alone is more than enough.
         self.rows_per_call_tiles = rows_per_call_tiles
+        self.estimate_tiles = int(estimate_tiles)  # tiles the picture's blur estimate is made from
+        self._sequence_posterior = None
 
     # --- geometry -----------------------------------------------------------------------------
     def output_shape(self, shape):
@@ -152,10 +160,15 @@ class Tiler:
         return self.tile if need >= self.tile or need <= self.overlap else need
 
     # --- the work -----------------------------------------------------------------------------
-    def restore(self, image, out=None, skip_tiles=None, on_tiles=None):
+    def restore(self, image, out=None, skip_tiles=None, on_tiles=None, sequence=False):
         """Restore ``image`` (H, W[, C]; uint8, uint16 or float in [0, 1]; C = 1..4, the last
         channel of 2 or 4 is alpha). Returns ``out`` (allocated when None) with the same dtype and
         channels, H and W times the model scale.
+
+        A model that takes the picture's blur estimate (``backend.takes_posterior``) gets one for
+        the whole image, made from up to ``estimate_tiles`` of its tiles spread over it, and every
+        tile is restored with it. ``sequence``: ``image`` is the next frame of a video, and the
+        estimate is averaged with the previous frames' (``SEQUENCE_WEIGHT``).
 
         ``skip_tiles(image, boxes) -> bool array`` is asked once, with every tile's region of the
         image as (y, x, h, w); tiles it marks True are passed through (resized for x4) without
@@ -164,6 +177,28 @@ class Tiler:
         At x1, ``out`` may be ``image`` itself: an output row is written only after the last
         strip that reads its input row (strips advance downwards, the bottom reflection reaches
         back less than a tile), which halves the memory of huge images."""
+        job, ys, xs, padded_h = self._plan(image, out, skip_tiles, on_tiles)
+        if self.backend.takes_posterior:
+            job.posterior = self._estimate(job, ys, xs, sequence)
+        rows_per_call = max(1, self.rows_per_call_tiles // len(xs))
+        for i0 in range(0, len(ys), rows_per_call):
+            group = ys[i0 : i0 + rows_per_call]
+            next_y = ys[i0 + rows_per_call] if i0 + rows_per_call < len(ys) else padded_h
+            job.run_rows(group, xs, next_y)
+        if job.nonfinite:
+            raise ModelError(self.backend.description, f"returned NaN or infinite values for {job.nonfinite} of {len(ys) * len(xs)} tiles; "
+                             "nothing was written", "the model or its metadata (normalisation std 0?) is broken; re-export or replace it")
+        return job.out
+
+    def follow(self, frame):
+        """A video frame that is not restored (on resume, the frames an interrupted run kept): its
+        blur estimate joins the sequence's, so the frames after it come out as in one run."""
+        if self.backend.takes_posterior:
+            job, ys, xs, _ = self._plan(frame, None, None, None)
+            self._estimate(job, ys, xs, sequence=True)
+
+    def _plan(self, image, out, skip_tiles, on_tiles):
+        """Checks ``image``, lays out its tiles; returns (the ``_Job``, tile rows, tile columns, padded height)."""
         shape, dtype = tuple(image.shape), np.dtype(image.dtype)
         if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
             raise InputError(f"image {shape}", "expected an H x W or H x W x C array with 1 to 4 channels")
@@ -194,15 +229,25 @@ class Tiler:
             skip = {(y, x) for (y, x), m in zip([(y, x) for y in ys for x in xs], marks) if m}
         job = _Job(self, image, out, dtype, color, channels, skip, on_tiles, tile,
                    (h, w), (pad_y, pad_x), rows_idx, cols_idx, w2, wy, wx)
-        rows_per_call = max(1, self.rows_per_call_tiles // len(xs))
-        for i0 in range(0, len(ys), rows_per_call):
-            group = ys[i0 : i0 + rows_per_call]
-            next_y = ys[i0 + rows_per_call] if i0 + rows_per_call < len(ys) else padded_h
-            job.run_rows(group, xs, next_y)
-        if job.nonfinite:
-            raise ModelError(self.backend.description, f"returned NaN or infinite values for {job.nonfinite} of {len(ys) * len(xs)} tiles; "
-                             "nothing was written", "the model or its metadata (normalisation std 0?) is broken; re-export or replace it")
-        return out
+        return job, ys, xs, padded_h
+
+    def _estimate(self, job, ys, xs, sequence):
+        """The picture's blur estimate from up to ``estimate_tiles`` of its tiles (those not passed
+        through), evenly spread in raster order; averaged over the sequence when asked."""
+        boxes = [(y, x) for y in ys for x in xs if (y, x) not in job.skip]
+        if not boxes:  # every tile passed through: nothing is restored with it
+            return None
+        picks = sorted({boxes[i] for i in np.linspace(0, len(boxes) - 1, min(len(boxes), self.estimate_tiles)).round().astype(int)})
+        samples, strips = [], {}
+        for y, x in picks:
+            if y not in strips:
+                strips = {y: job._read_strip(y)}
+            samples.extend(self._to_samples(strips[y][:, :, x : x + job.tile]))
+        posterior = self.backend.estimate(np.stack(samples[: self.estimate_tiles]))
+        if sequence and self._sequence_posterior is not None and self._sequence_posterior.shape == posterior.shape:
+            posterior = (1 - self.SEQUENCE_WEIGHT) * self._sequence_posterior + self.SEQUENCE_WEIGHT * posterior
+        self._sequence_posterior = posterior if sequence else None
+        return posterior
 
     # --- channel mapping between the image and the model ----------------------------------------
     def _to_samples(self, tile):
@@ -258,6 +303,7 @@ class _Job:
         # Tiles whose model output was not finite. Tiler.restore raises after the last tile (so
         # the count is complete); a strip writer's output is then aborted, never renamed.
         self.nonfinite = 0
+        self.posterior = None  # the picture's blur estimate, for a model that takes one
 
     def _read_strip(self, y):
         """Padded input rows y..y+tile, all padded columns: float32 (color, tile, padded_w) in [0, 1]."""
@@ -314,7 +360,7 @@ class _Job:
         jobs = iter(pending)
         current = next(jobs)
         expected = (self.t.model_channels, t_out, t_out)
-        for result in self.t.backend.infer_stream(batches()):
+        for result in self.t.backend.infer_stream(batches(), self.posterior):
             if result.ndim != 4 or result.shape[1:] != expected:
                 raise ModelError(self.t.backend.description, f"model returned {result.shape}, expected (N, {expected[0]}, {t_out}, {t_out})",
                                  "its metadata.json does not describe this model; re-export it with restore-export")

@@ -198,6 +198,8 @@ def init_weights(model, path):
     ckpt = load_checkpoint(path)
     if ckpt["arch"] != model.arch:
         raise ModelError(path, f"holds a {ckpt['arch']!r} model, not {model.arch!r}", "train.init must name weights of the same architecture")
+    if hasattr(model, "grow_state_dict"):  # e.g. a kernel bank grown since
+        ckpt["state_dict"] = model.grow_state_dict(dict(ckpt["state_dict"]))
     own = model.state_dict()
     misfits = [k for k, v in ckpt["state_dict"].items() if k not in own or own[k].shape != v.shape]
     if misfits:

@@ -40,8 +40,9 @@ def train(config, overrides, run_dir, resume, no_progress):
 
 @click.command("eval")
 @click.argument("checkpoint", type=UserPath(InputError))
-@click.option("--data", default="builtin-holdout", show_default=True, type=UserPath(InputError, keep=("builtin-holdout",)),
-              help="builtin-holdout, or a folder with blur/ and sharp/ images of identical names.")
+@click.option("--data", default="builtin-holdout", show_default=True, type=UserPath(InputError, keep=("builtin-holdout", "builtin-field")),
+              help="builtin-holdout, builtin-field (blurs like users' pictures: trainer/holdout.py), or a folder with "
+                   "blur/ and sharp/ images of identical names.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-o", "--out", type=UserPath(OutputError), default=None,
               help="Folder for report.json and the comparison grid PNG.")
@@ -51,8 +52,9 @@ def evaluate(checkpoint, data, as_json, out, no_baselines):
     Wiener and Richardson-Lucy with the true kernel and blind), per image and averaged."""
     from .evaluate import evaluate_checkpoint, format_report
 
-    if str(data) != "builtin-holdout" and not Path(data).is_dir():
-        raise ConfigError(f"--data {data}", "not builtin-holdout and not a folder", "give builtin-holdout or a folder with blur/ and sharp/")
+    if str(data) not in ("builtin-holdout", "builtin-field") and not Path(data).is_dir():
+        raise ConfigError(f"--data {data}", "not builtin-holdout, builtin-field or a folder",
+                          "give builtin-holdout, builtin-field or a folder with blur/ and sharp/")
     if out is not None:
         reusable_folder(out, "report.json", {"checkpoint", "arch", "mean"})
     report = evaluate_checkpoint(checkpoint, data, out_dir=out, baselines=not no_baselines, progress=not as_json)

@@ -143,13 +143,16 @@ class SyntheticPairs(Dataset):
     callable ``(img, rng) -> (img, params)``. The patch is cut with a margin around it before
     degrading, so blur kernels see real neighbours instead of reflected borders. ``kernel_size``:
     each pair also carries its blur kernel centred on a ``kernel_size`` square (a delta when the
-    degradation drew no blur), the target of ``loss.kernel``.
+    degradation drew no blur), the target of ``loss.kernel``. ``rescale``: ``{"factor": [low, high],
+    "prob": p}``: with probability p the clean picture is first resized by a factor drawn
+    log-uniformly from the range (bicubic up: soft high-resolution content, as a phone's or an
+    upscaler's; area-averaged down: denser detail), and that resized picture is the target.
     """
 
     margin = 32
 
     def __init__(self, images, degradation, patch=128, augment=True, length=1000, seed=0, scale=1, gray=False,
-                 kernel_size=None):
+                 kernel_size=None, rescale=None):
         self.images = _load_images(images, gray)
         if not self.images:
             raise InputError(images if isinstance(images, (str, os.PathLike)) else "images",
@@ -162,6 +165,12 @@ class SyntheticPairs(Dataset):
         if kernel_size is not None and (int(kernel_size) < 1 or int(kernel_size) % 2 == 0):
             raise ConfigError("kernel_size", f"{kernel_size} is not a positive odd number", "e.g. kernel_size: 31")
         self.kernel_size = kernel_size and int(kernel_size)
+        rescale = dict(rescale or {"factor": [1, 1], "prob": 0})
+        factor = rescale.pop("factor", [1, 1])
+        self.rescale_prob = float(rescale.pop("prob", 1.0))
+        if rescale or not (isinstance(factor, (list, tuple)) and len(factor) == 2 and 0 < factor[0] <= factor[1]):
+            raise ConfigError("rescale", f"expected {{factor: [low, high], prob: p}} with 0 < low <= high, got {factor!r} {rescale or ''}")
+        self.rescale_log = np.log(np.asarray(factor, np.float64))
         self.epoch = 0
 
     def __len__(self):
@@ -174,7 +183,10 @@ class SyntheticPairs(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         name, image = self.images[index % len(self.images)]
         m, p = self.margin, self.patch
-        window = _random_crop(image, p + 2 * m, rng)
+        if self.rescale_prob and rng.uniform() < self.rescale_prob:
+            window = _rescaled_crop(image, p + 2 * m, float(np.exp(rng.uniform(*self.rescale_log))), rng)
+        else:
+            window = _random_crop(image, p + 2 * m, rng)
         if self.augment:
             window = _augment(window, bool(rng.integers(2)), int(rng.integers(4)))
         lq, params = self.degrade(window, rng)
@@ -276,6 +288,17 @@ def _random_crop(image, size, rng):
         h, w = image.shape[:2]
     y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     return image[y:y + size, x:x + size]
+
+
+def _rescaled_crop(image, size, factor, rng):
+    """A size x size window of ``image`` resized by ``factor`` (cut first, then resized: the same
+    pixels as resizing the whole picture, at a window's cost)."""
+    factor = max(factor, size / min(image.shape[:2]))  # a downscale cannot need more than the picture
+    source = _random_crop(image, int(np.ceil(size / factor)) + 2, rng)
+    interpolation = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
+    resized = cv2.resize(np.ascontiguousarray(source), None, fx=factor, fy=factor, interpolation=interpolation)
+    resized = resized.reshape(resized.shape[:2] + image.shape[2:])
+    return np.clip(resized[:size, :size], 0, 1)
 
 
 def _augment(image, flip, turns):

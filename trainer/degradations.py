@@ -145,9 +145,10 @@ BLUR_KINDS = ("gaussian", "motion", "trajectory", "defocus")
 
 
 def random_blur(img, rng, kinds=BLUR_KINDS, sigma=(0.5, 3.0), length=(5, 25), angle=(0, 180),
-                radius=(1.0, 4.0), trajectory_size=31, weights=None):
+                radius=(1.0, 4.0), trajectory_size=31, trajectory_length=None, weights=None):
     """One blur drawn from ``kinds`` (uniformly, or with ``weights``), its parameters drawn
-    uniformly from the given ranges."""
+    uniformly from the given ranges (``trajectory_length``: the shake path's extent in px, default
+    25-60% of ``trajectory_size``)."""
     unknown = set(kinds) - set(BLUR_KINDS)
     if not kinds or unknown:
         raise ConfigError("blur.kinds", f"unknown or empty blur kinds {sorted(unknown) or kinds}",
@@ -159,7 +160,8 @@ def random_blur(img, rng, kinds=BLUR_KINDS, sigma=(0.5, 3.0), length=(5, 25), an
     if kind == "motion":
         return motion_blur(img, _draw(rng, length), _draw(rng, angle))
     if kind == "trajectory":
-        return trajectory_blur(img, rng, size=trajectory_size)
+        extent = None if trajectory_length is None else _draw(rng, trajectory_length)
+        return trajectory_blur(img, rng, size=trajectory_size, length=extent)
     return defocus_blur(img, _draw(rng, radius))
 
 
@@ -178,6 +180,33 @@ def poisson_noise(img, peak, rng):
     img = _as_float(img)
     noisy = rng.poisson(np.clip(img, 0, 1) * peak).astype(np.float32) / np.float32(peak)
     return _clip(noisy), {"kind": "poisson_noise", "peak": float(peak)}
+
+
+def sensor_noise(img, peak, read_sigma, rng):
+    """A camera sensor's noise: shot noise (photon counts of mean ``img * peak``) plus Gaussian
+    read noise of ``read_sigma``."""
+    shot, _ = poisson_noise(img, peak, rng)
+    noisy, _ = gaussian_noise(shot, read_sigma, rng)
+    return noisy, {"kind": "sensor_noise", "peak": float(peak), "read_sigma": float(read_sigma)}
+
+
+def h264(img, crf):
+    """Round-trip through libx264 (PyAV) as one intra frame at constant rate factor ``crf``, 4:2:0:
+    a video codec's blocking, ringing and halved chroma. The image is padded to even sides."""
+    import av
+
+    img = _as_float(img)
+    u8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    h, w = u8.shape[:2]
+    even = np.pad(u8, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = even.shape[1], even.shape[0], "yuv420p"
+    encoder.options = {"crf": str(int(crf)), "preset": "ultrafast", "tune": "zerolatency"}
+    packets = encoder.encode(av.VideoFrame.from_ndarray(even, format="rgb24")) + encoder.encode(None)
+    decoder = av.CodecContext.create("h264", "r")
+    frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
+    out = frames[0].to_ndarray(format="rgb24")[:h, :w]
+    return out.astype(np.float32) / 255.0, {"kind": "h264", "crf": int(crf)}
 
 
 def jpeg(img, quality=10):
@@ -264,7 +293,7 @@ def document_degrade(img, rng, blur_sigma=(0.5, 1.5), stains=(0, 4), illuminatio
 # ---------------------------------------------------------------------------------------------
 # config-driven pipeline
 
-_PIPELINE_KEYS = ("blur", "document", "downscale", "noise", "jpeg")
+_PIPELINE_KEYS = ("blur", "document", "downscale", "noise", "jpeg", "h264")
 
 
 def build_degradation(cfg):
@@ -272,7 +301,7 @@ def build_degradation(cfg):
 
     Example: ``{"blur": {"kinds": ["gaussian", "motion"], "sigma": [1, 3], "length": [5, 25]},
     "noise": {"sigma": [0, 0.01]}, "jpeg": null, "downscale": null}``. Steps run in the order
-    blur -> document -> downscale -> noise -> jpeg (a camera's order: optics, sensor, codec).
+    blur -> document -> downscale -> noise -> jpeg -> h264 (a camera's order: optics, sensor, codec).
     ``params["steps"]`` lists every step's params; ``params["kernel"]`` is the blur kernel if any.
     Ranges are [low, high] (drawn uniformly) or a single number. A step may carry ``"prob"``.
     """
@@ -305,7 +334,7 @@ def build_degradation(cfg):
 
 
 def _build_step(key, section):
-    opts = _section(section, {"noise": "sigma", "jpeg": "quality", "downscale": "scale"}.get(key))
+    opts = _section(section, {"noise": "sigma", "jpeg": "quality", "h264": "crf", "downscale": "scale"}.get(key))
     prob = float(opts.pop("prob", 1.0))
     try:
         if key == "blur":
@@ -318,6 +347,10 @@ def _build_step(key, section):
             return (lambda img, rng: bicubic_downscale(img, scale)), prob
         if key == "noise":
             return _noise_step(opts), prob
+        if key == "h264":
+            crf = opts.pop("crf", (23, 40))
+            _no_extra(key, opts)
+            return (lambda img, rng: h264(img, int(round(_draw(rng, crf))))), prob
         quality = opts.pop("quality", 10)
         _no_extra(key, opts)
         return (lambda img, rng: jpeg(img, int(round(_draw(rng, quality))))), prob
@@ -326,7 +359,7 @@ def _build_step(key, section):
 
 
 def _blur_step(opts):
-    allowed = {"kinds", "sigma", "length", "angle", "radius", "trajectory_size", "weights"}
+    allowed = {"kinds", "sigma", "length", "angle", "radius", "trajectory_size", "trajectory_length", "weights"}
     _no_extra("blur", {k: v for k, v in opts.items() if k not in allowed})
     opts = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()}
     return lambda img, rng: random_blur(img, rng, **opts)
@@ -342,7 +375,11 @@ def _noise_step(opts):
         peak = opts.pop("peak", (30.0, 300.0))
         _no_extra("noise", opts)
         return lambda img, rng: poisson_noise(img, _draw(rng, peak), rng)
-    raise ConfigError("degradation.noise.kind", f"unknown noise kind {kind!r}", "use 'gaussian' or 'poisson'")
+    if kind == "sensor":
+        peak, sigma = opts.pop("peak", (30.0, 1000.0)), opts.pop("sigma", (0.0, 0.01))
+        _no_extra("noise", opts)
+        return lambda img, rng: sensor_noise(img, _draw(rng, peak), _draw(rng, sigma), rng)
+    raise ConfigError("degradation.noise.kind", f"unknown noise kind {kind!r}", "use 'gaussian', 'poisson' or 'sensor'")
 
 
 def _section(section, shorthand):

@@ -17,12 +17,14 @@ from .metrics import SSIM_MIN_SIZE, psnr, ssim
 
 GRID_METHODS = ("input", "model", "wiener_oracle", "richardson_lucy_oracle", "wiener_blind", "richardson_lucy_blind", "target")
 GRID_CELL = 192
+BUILTIN_DATA = {"builtin-holdout": holdout.holdout_crops, "builtin-field": holdout.field_crops}
 
 
 def load_pairs(data):
-    """[(name, lq, gt, kernel or None, blur info)] for ``builtin-holdout`` or a blur/+sharp/ folder."""
-    if data == "builtin-holdout":
-        return [(c.name, c.lq, c.gt, c.kernel, c.blur) for c in holdout.holdout_crops()]
+    """[(name, lq, gt, kernel or None, blur info)] for ``builtin-holdout``, ``builtin-field`` or a
+    blur/+sharp/ folder."""
+    if data in BUILTIN_DATA:
+        return [(c.name, c.lq, c.gt, c.kernel, c.blur) for c in BUILTIN_DATA[data]()]
     from .datasets import PairedFolder
 
     folder = PairedFolder(data, patch=None, augment=False)
@@ -89,12 +91,51 @@ def evaluate_checkpoint(checkpoint, data="builtin-holdout", *, out_dir=None, bas
         report["protocol"] = {"seed": holdout.SEED, "crop": holdout.CROP, "crops_per_image": holdout.CROPS_PER_IMAGE,
                               "motion_length": holdout.MOTION_LENGTH, "gaussian_sigma": holdout.GAUSSIAN_SIGMA,
                               "noise_sigma": holdout.NOISE_SIGMA}
+    if data == "builtin-field":
+        report["field"] = field_summary(rows, model)
     if out_dir is not None:
         out_dir = Path(out_dir)
         report["grid"] = str(out_dir / "grid.png")
         write_grid(grid_rows, [r["name"] for r in rows], out_dir / "grid.png")
         atomic_write_text(out_dir / "report.json", finite_json(report, indent=2))
     return report
+
+
+def field_summary(rows, model):
+    """Per category of the field holdout: crops, mean and worst PSNR gain, the target and whether it
+    is met; the worst crop overall; and the uniform pictures' round trip (largest change in levels
+    of 1/255, and whether every output value is finite)."""
+    categories = {}
+    for row in rows:
+        categories.setdefault(row["blur"]["kind"], []).append(row["psnr"]["model"] - row["psnr"]["input"])
+    summary = {"categories": {}}
+    for kind, gains in categories.items():
+        target = holdout.FIELD_TARGETS[kind]
+        summary["categories"][kind] = {"crops": len(gains), "mean_gain_db": round(float(np.mean(gains)), 3),
+                                       "worst_gain_db": round(float(min(gains)), 3), "target_db": target,
+                                       "met": bool(np.mean(gains) >= target)}
+    worst = min(rows, key=lambda r: r["psnr"]["model"] - r["psnr"]["input"])
+    gain = round(worst["psnr"]["model"] - worst["psnr"]["input"], 3)
+    summary["worst"] = {"name": worst["name"], "gain_db": gain, "target_db": holdout.FIELD_WORST, "met": gain >= holdout.FIELD_WORST}
+    uniform = []
+    for name, picture in holdout.uniform_pictures():
+        out = restore_array(model, picture)
+        uniform.append({"name": name, "finite": bool(np.isfinite(out).all()),
+                        "max_change_levels": round(float(np.nanmax(np.abs(out - picture)) * 255), 3)})
+    summary["uniform"] = {"pictures": uniform, "met": all(u["finite"] and u["max_change_levels"] <= 1 for u in uniform)}
+    return summary
+
+
+def format_field(field):
+    lines = [f"{'category':<10}{'crops':>6}{'mean gain':>11}{'worst':>9}{'target':>9}  met"]
+    for kind, c in field["categories"].items():
+        lines.append(f"{kind:<10}{c['crops']:>6}{c['mean_gain_db']:>+10.2f} {c['worst_gain_db']:>+8.2f} {c['target_db']:>+8.1f}  {'yes' if c['met'] else 'NO'}")
+    w = field["worst"]
+    lines.append(f"worst crop {w['name']}: {w['gain_db']:+.2f} dB (target >= {w['target_db']:+.1f}): {'yes' if w['met'] else 'NO'}")
+    worst_uniform = max(field["uniform"]["pictures"], key=lambda u: u["max_change_levels"])
+    lines.append(f"uniform pictures: largest change {worst_uniform['max_change_levels']:.2f} levels ({worst_uniform['name']}), "
+                 f"all finite: {all(u['finite'] for u in field['uniform']['pictures'])}: {'yes' if field['uniform']['met'] else 'NO'}")
+    return "\n".join(lines)
 
 
 def format_report(report):
@@ -107,6 +148,8 @@ def format_report(report):
         per = "  ".join(f"{r['psnr'][m]:>14.2f}" for r in report["images"])
         lines.append(f"{m:<{width}}{report['mean']['psnr'][m]:>8.2f}{report['mean']['ssim'][m]:>8.4f}  {per}")
     lines.append(f"gain over input: {report['gain_db']:+.2f} dB PSNR")
+    if "field" in report:
+        lines.append(format_field(report["field"]))
     if "grid" in report:
         lines.append(f"grid: {report['grid']}")
     return "\n".join(lines)

@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from restore.runtime.errors import ConfigError
 
-from .checkpoint import init_weights, save_checkpoint
+from .checkpoint import init_weights, load_checkpoint, save_checkpoint
 from .config import load_config
 from .datasets import build_dataset
 from .models import build_model
-from .models.deconv import KERNEL_SIZE
+from .models.deconv import seed_sharp_class
 from .train import lr_factor
 
 COSINE = {"lr": "cosine", "min_lr_ratio": 0.02}
@@ -35,8 +35,14 @@ def pretrain(cfg, init, out, *, minutes, batch=16, lr=1e-3, progress=True):
     if getattr(model, "deconv", None) is None:
         raise ConfigError("model.deconv", "the model has no kernel estimator", "use a config with model.deconv: true")
     init_weights(model, init)
-    estimator = model.deconv.estimator.train()
-    data = build_dataset({**cfg["data"]["train"], "kernel_size": KERNEL_SIZE, "seed": int(cfg["seed"]) + 1000})
+    estimator = model.deconv.estimator
+    seeded = None
+    if estimator.bank != 1 and load_checkpoint(init)["config"].get("bank", 1) == 1:  # grown: the identity is new
+        sharp = build_dataset({**cfg["data"]["train"], "degradation": {"noise": {"sigma": [0.0, 0.01]}},
+                               "rescale": None, "length": 64, "seed": int(cfg["seed"]) + 2000})
+        seeded = seed_sharp_class(estimator.eval(), torch.stack([sharp[i]["lq"] for i in range(len(sharp))]))
+    estimator.train()
+    data = build_dataset({**cfg["data"]["train"], "kernel_size": model.deconv.estimator.kernel_size, "seed": int(cfg["seed"]) + 1000})
     loader = torch.utils.data.DataLoader(data, batch_size=batch, num_workers=1, persistent_workers=True)
     opt = torch.optim.AdamW(estimator.parameters(), lr=lr, weight_decay=1e-2)
     budget, start, step, recent = 60.0 * minutes, time.time(), 0, []
@@ -57,7 +63,7 @@ def pretrain(cfg, init, out, *, minutes, batch=16, lr=1e-3, progress=True):
         bar.update(1)
         bar.set_postfix({"ce": f"{np.mean(recent):.3f}"})
     bar.close()
-    summary = {"init": str(init), "steps": step, "batch": batch, "lr": lr, "minutes": round((time.time() - start) / 60, 1),
+    summary = {"init": str(init), "identity_seeded_from_class": seeded, "steps": step, "batch": batch, "lr": lr, "minutes": round((time.time() - start) / 60, 1),
                "cross_entropy_last_200": round(float(np.mean(recent)), 4) if recent else None}
     save_checkpoint(out, model.eval(), extra={"pretrain_kernel": summary})
     return summary

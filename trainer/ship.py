@@ -3,7 +3,8 @@
     python -m restore.trainer.ship runs/fourier-unet-deblur
 
 takes the run's final (EMA) weights as model.safetensors, exports them with the checks of
-``restore-export --fp16`` and keeps model.onnx, model.fp16.onnx and metadata.json beside them, so
+``restore-export --fp16`` and keeps model.onnx, model.fp16.onnx, estimator.onnx (the blur
+estimate's own graph, for a model with one) and metadata.json beside them, so
 ``restore run`` and ``restore demo`` run the model on ONNX Runtime without torch. It also writes
 the model card's figures: clock_motion.png (real blur, before | after), sharpness.json and the
 run's loss and PSNR curves (training_curves.png), and keeps the run's resolved config
@@ -29,8 +30,8 @@ from .datasets import real_blur_photo
 from .sharpness import before_after
 
 WEIGHTS = "model.safetensors"
-FILES = (WEIGHTS, "model.onnx", "model.fp16.onnx", "metadata.json", "clock_motion.png", "sharpness.json", "training_curves.png",
-         "training_config.yaml")
+EXPORTED = ("model.onnx", "model.fp16.onnx", "estimator.onnx", "metadata.json")
+FILES = (WEIGHTS, *EXPORTED, "clock_motion.png", "sharpness.json", "training_curves.png", "training_config.yaml")
 
 
 def ship(run_dir, dest=DEFAULT_MODEL_DIR, log=print):
@@ -49,12 +50,14 @@ def ship(run_dir, dest=DEFAULT_MODEL_DIR, log=print):
         shutil.copyfile(run_dir / "curves.png", stage / "training_curves.png")
         shutil.copyfile(run_dir / "config.yaml", stage / "training_config.yaml")
         metadata = export_checkpoint(stage / WEIGHTS, stage / "export", ExportOptions(fp16=True, target="onnx"), log=log)
-        for name in ("model.onnx", "model.fp16.onnx", "metadata.json"):
-            os.replace(stage / "export" / name, stage / name)
+        for name in EXPORTED:
+            if (stage / "export" / name).exists():  # estimator.onnx: only for a model with a blur estimate
+                os.replace(stage / "export" / name, stage / name)
         _, sharpness = before_after(model_from_checkpoint(stage / WEIGHTS), real_blur_photo(), stage / "clock_motion.png")
         (stage / "sharpness.json").write_text(json.dumps({"clock_motion.png": sharpness}, indent=2) + "\n")
         for name in FILES:
-            os.replace(stage / name, dest / name)
+            if (stage / name).exists():
+                os.replace(stage / name, dest / name)
     log(f"shipped {final} to {dest}: sharpness of clock_motion.png {sharpness['before']:.5f} -> {sharpness['after']:.5f}")
     return metadata
 

@@ -10,6 +10,12 @@ range. ``infer`` takes a batch of ``dtype`` with ``H == W == tile`` when ``tile`
 multiple of ``size_multiple`` otherwise) and ``N <= max_batch``, and returns float32 or float16
 ``(N, out_channels, H*scale, W*scale)``.
 
+A model with a blur estimate of the whole picture (metadata "estimate": fourier-unet's front end)
+takes it as a second input, "posterior" (1, K) float32, the same for every tile of one picture:
+``takes_posterior`` says so, ``estimate(tiles)`` makes it from some of the picture's tiles (the
+estimator graph, once per picture; on ONNX Runtime's CPU unless a backend runs it itself), and
+``infer``/``infer_stream`` take it with the batches.
+
 ``infer_stream`` is the hook for pipelined backends: the tiler hands it an iterator of batches and
 consumes the outputs in the same order. The default runs them one by one; a GPU backend overrides
 it to upload batch t+1 and download batch t-1 while batch t computes (it may read ahead a few
@@ -20,7 +26,7 @@ import os
 
 import numpy as np
 
-from ..errors import BackendError
+from ..errors import BackendError, ModelError
 
 
 def physical_cores():
@@ -69,7 +75,9 @@ class Backend:
         self.scale = 1
         self.in_channels = 3
         self.out_channels = 3
+        self.takes_posterior = False  # the graph's second input: the picture's blur estimate
         self.description = self.name  # e.g. "onnxruntime (CPUExecutionProvider)", shown to users
+        self._estimator = None
 
     # --- what a backend implements -------------------------------------------------------------
     @classmethod
@@ -86,8 +94,26 @@ class Backend:
     def activate_impl(self):
         raise NotImplementedError
 
-    def infer_impl(self, batch):
+    def infer_impl(self, batch, posterior):
         raise NotImplementedError
+
+    def estimate_impl(self, tiles):
+        """The estimator graph on ONNX Runtime's CPU provider (a few tiles once per picture)."""
+        if self._estimator is None:
+            import onnxruntime as ort
+
+            if self.model.estimator is None:
+                raise ModelError(self.model.name, "takes a blur estimate but has no estimator graph (files.estimator_onnx)",
+                                 "re-export it with restore-export, keeping estimator.onnx beside model.onnx")
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            options.intra_op_num_threads = physical_cores()
+            try:
+                self._estimator = ort.InferenceSession(str(self.model.estimator), options, providers=["CPUExecutionProvider"])
+            except Exception as e:
+                first = str(e).strip().splitlines()[0][:200]
+                raise ModelError(self.model.estimator, f"ONNX Runtime cannot load this estimator graph ({first})", "re-export it with restore-export") from None
+        return self._estimator.run(None, {"tiles": np.ascontiguousarray(tiles, np.float32)})[0]
 
     def deactivate_impl(self):
         pass
@@ -102,16 +128,26 @@ class Backend:
     def deactivate(self):
         if self.is_active:
             self.is_active = False
+            self._estimator = None
             self.deactivate_impl()
 
-    def infer(self, batch):
+    def infer(self, batch, posterior=None):
+        """Outputs for ``batch``; ``posterior``: the picture's estimate, for a model that takes one."""
         if not self.is_active:
             raise BackendError(self.name, "infer() called before activate()", "use the backend as a context manager")
-        return self.infer_impl(batch)
+        if self.takes_posterior and posterior is None:
+            raise BackendError(self.name, "this model needs the picture's blur estimate", "pass posterior=backend.estimate(tiles), or use a Tiler")
+        return self.infer_impl(batch, posterior if self.takes_posterior else None)
 
-    def infer_stream(self, batches):
+    def infer_stream(self, batches, posterior=None):
         for batch in batches:
-            yield self.infer(batch)
+            yield self.infer(batch, posterior)
+
+    def estimate(self, tiles):
+        """The blur estimate (1, K) float32 of the picture ``tiles`` (T, C, tile, tile) come from."""
+        if not self.is_active:
+            raise BackendError(self.name, "estimate() called before activate()", "use the backend as a context manager")
+        return np.asarray(self.estimate_impl(tiles), np.float32).reshape(1, -1)
 
     def __enter__(self):
         return self.activate()

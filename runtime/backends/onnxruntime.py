@@ -81,6 +81,7 @@ class OnnxRuntimeBackend(Backend):
         self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="restore-ort") if self._stream_sessions else None
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self._input_name, self._output_name = inp.name, out.name
+        self.takes_posterior = [i.name for i in self.session.get_inputs()[1:]] == ["posterior"]
         if inp.type not in _ORT_TYPES or len(inp.shape) != 4:
             raise ModelError(path, f"input {inp.name!r} is {inp.type} {inp.shape}, expected a float NCHW tensor")
         if len(out.shape) != 4:  # e.g. a classifier's (N, classes): not an image-to-image model
@@ -120,17 +121,20 @@ class OnnxRuntimeBackend(Backend):
             return h_out // self.tile
         return 1
 
-    def infer_impl(self, batch):
+    def infer_impl(self, batch, posterior):
         batch = np.ascontiguousarray(batch, dtype=self.dtype)
+        given = {} if posterior is None else {"posterior": np.ascontiguousarray(posterior, np.float32)}
         if self._pool is not None and len(batch) > 1:
             parts = np.array_split(batch, min(self.streams, len(batch)))
-            runs = self._pool.map(lambda session, part: session.run([self._output_name], {self._input_name: part})[0], self._stream_sessions, parts)
+            runs = self._pool.map(lambda session, part: session.run([self._output_name], {self._input_name: part, **given})[0], self._stream_sessions, parts)
             return np.concatenate(list(runs))
         if self._binding is None:
-            return self.session.run([self._output_name], {self._input_name: batch})[0]
+            return self.session.run([self._output_name], {self._input_name: batch, **given})[0]
         # CUDA: bind the host batch as input and let ORT allocate the output on the device, so
         # only one H2D and one D2H copy happen per batch (no intermediate host staging by ORT).
         self._binding.bind_cpu_input(self._input_name, batch)
+        for name, value in given.items():
+            self._binding.bind_cpu_input(name, value)
         self._binding.bind_output(self._output_name, "cuda")
         self.session.run_with_iobinding(self._binding)
         return self._binding.copy_outputs_to_cpu()[0]

@@ -48,6 +48,7 @@ class OpenVinoBackend(Backend):
             first = str(e).strip().splitlines()[0][:200]
             raise ModelError(path, f"OpenVINO cannot load this model ({first})", "re-export it with restore-export, or use --backend onnxruntime") from None
         inp, out = graph.inputs[0], graph.outputs[0]
+        self.takes_posterior = [i.get_any_name() for i in graph.inputs[1:]] == ["posterior"]
         shape, out_shape = inp.get_partial_shape(), out.get_partial_shape()
         if shape.rank.get_length() != 4 or inp.get_element_type() not in (ov.Type.f32, ov.Type.f16):
             raise ModelError(path, f"input is {inp.get_element_type()} {shape}, expected a float NCHW tensor")
@@ -66,10 +67,11 @@ class OpenVinoBackend(Backend):
         self._queue = ov.AsyncInferQueue(self._compiled, self.streams)
         self.description = f"openvino (CPU, {self.streams} streams on {cores} cores, {precision}, {path.name})"
 
-    def infer_impl(self, batch):
+    def infer_impl(self, batch, posterior):
         batch = np.ascontiguousarray(batch, dtype=self.dtype)
+        given = {} if posterior is None else {1: np.ascontiguousarray(posterior, np.float32)}
         if len(batch) == 1 or self.streams == 1:
-            return self._single.infer({0: batch})[0].copy()
+            return self._single.infer({0: batch, **given})[0].copy()
         parts = np.array_split(batch, min(self.streams, len(batch)))
         outputs = [None] * len(parts)
 
@@ -78,7 +80,7 @@ class OpenVinoBackend(Backend):
 
         self._queue.set_callback(keep)
         for i, part in enumerate(parts):
-            self._queue.start_async({0: part}, i)
+            self._queue.start_async({0: part, **given}, i)
         self._queue.wait_all()
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 

@@ -9,7 +9,9 @@ Order of work in ``activate``: import TensorRT (lazily), register the Fourier bo
 (the engine refers to it by name, so its creator must exist before deserialization), deserialize,
 create one execution context, then the pipeline's pinned/device buffers. Per batch:
 ``set_input_shape`` (the batch dimension is dynamic), ``set_tensor_address`` for input and output,
-``execute_async_v3`` on the pipeline's compute stream.
+``execute_async_v3`` on the pipeline's compute stream. An engine with a second input "posterior"
+(the picture's blur estimate, base.py) reads it from one device buffer, written before each
+picture's batches start (the pipeline has drained the previous picture's by then).
 
 Errors, each one line: TensorRT not installed, no GPU (BackendError, exit 6); an engine that is
 corrupt or was built by another TensorRT version or for another GPU (ModelError, exit 4 -- the
@@ -124,9 +126,11 @@ class TensorRTEngine:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(path, f"engine has inputs {inputs} and outputs {outputs}; expected one image in and one out")
+        if len(inputs) not in (1, 2) or inputs[1:] not in ([], ["posterior"]) or len(outputs) != 1:
+            raise ModelError(path, f"engine has inputs {inputs} and outputs {outputs}; expected one image in (and its posterior) and one out")
         self.input_name, self.output_name = inputs[0], outputs[0]
+        self.posterior_shape = tuple(self.engine.get_tensor_shape("posterior")) if len(inputs) == 2 else None
+        self.posterior_ptr = None  # device buffer of the posterior, set by the backend
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         # Optimization profile 0 bounds the batch: (min, opt, max) shapes of the input.
@@ -143,6 +147,8 @@ class TensorRTEngine:
         """Queue ``count`` items on ``stream`` (a cuda_mem ``Stream``); does not synchronise."""
         self.context.set_input_shape(self.input_name, (count,) + self.item_shape)
         self.context.set_tensor_address(self.input_name, d_in)
+        if self.posterior_ptr is not None:
+            self.context.set_tensor_address("posterior", self.posterior_ptr)
         self.context.set_tensor_address(self.output_name, d_out)
         if not self.context.execute_async_v3(stream.raw):
             raise BackendError("tensorrt", "execute_async_v3 failed: " + " | ".join(self.logger.messages[-3:]))
@@ -195,6 +201,11 @@ class TensorRTBackend(Backend):
         self.size_multiple = self.model.io.get("size_multiple", 1)
         self.max_batch = e.max_batch
         self.dtype = e.input_dtype
+        self.takes_posterior = e.posterior_shape is not None
+        self._driver, self._posterior_stream = driver, None
+        if self.takes_posterior:
+            e.posterior_ptr = driver.malloc_device(4 * int(np.prod(e.posterior_shape)))
+            self._posterior_stream = driver.stream_create()
         try:
             self.pipeline = GpuPipeline(e.execute, e.item_shape, e.output_item_shape, e.max_batch,
                                         e.input_dtype, e.output_dtype, slots=2, driver=driver)
@@ -204,19 +215,32 @@ class TensorRTBackend(Backend):
         version = getattr(e.trt, "__version__", "?")
         self.description = f"tensorrt ({e.trt.__name__} {version}, {e.path.name}, {driver.name})"
 
-    def infer_impl(self, batch):
+    def infer_impl(self, batch, posterior):
+        self._set_posterior(posterior)
         output, = self.pipeline.run([np.ascontiguousarray(batch, dtype=self.dtype)])
         return output
 
-    def infer_stream(self, batches):
+    def infer_stream(self, batches, posterior=None):
         if not self.is_active:
             raise BackendError(self.name, "infer_stream() called before activate()", "use the backend as a context manager")
+        if self.takes_posterior and posterior is None:
+            raise BackendError(self.name, "this model needs the picture's blur estimate", "pass posterior=backend.estimate(tiles), or use a Tiler")
+        self._set_posterior(posterior)
         yield from self.pipeline.run(np.ascontiguousarray(b, dtype=self.dtype) for b in batches)
+
+    def _set_posterior(self, posterior):
+        if self.takes_posterior and posterior is not None:
+            host = np.ascontiguousarray(posterior, np.float32)
+            self._driver.memcpy_htod_async(self.engine.posterior_ptr, host.ctypes.data, host.nbytes, self._posterior_stream)
+            self._driver.stream_synchronize(self._posterior_stream)
 
     def deactivate_impl(self):
         pipeline, engine = getattr(self, "pipeline", None), getattr(self, "engine", None)
         if pipeline is not None:
             pipeline.close()
         if engine is not None:
+            if engine.posterior_ptr is not None:
+                self._driver.free_device(engine.posterior_ptr)
+                self._driver.stream_destroy(self._posterior_stream)
             engine.close()
         self.pipeline = self.engine = None

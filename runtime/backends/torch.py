@@ -62,14 +62,28 @@ class TorchBackend(Backend):
         self.scale, self.size_multiple = net.scale, net.size_multiple
         self.tile = getattr(net, "fixed_size", None)
         self.max_batch = None
-        self.graph = CudaGraphModule(torch, self.net) if on_gpu else None
+        self.takes_posterior = getattr(net, "deconv", None) is not None and hasattr(net, "estimate")
+        # the picture's blur estimate: one buffer, which a captured CUDA graph reads on every replay
+        self._posterior = torch.zeros(1, net.deconv.estimator.classify[-1].out_features, device=self._device) if self.takes_posterior else None
+        self.graph = CudaGraphModule(torch, self.forward) if on_gpu else None
         self.description = f"torch ({self._device}, {'fp16' if fp16 else 'fp32'}, {self.model.checkpoint.name})"
 
-    def infer_impl(self, batch):
+    def infer_impl(self, batch, posterior):
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=self.dtype)).to(self._device)
-            return (self.graph or self.net)(x).float().cpu().numpy()
+            if posterior is not None:  # into the buffer the CUDA graph reads, or given to the model
+                self._posterior.copy_(torch.from_numpy(np.ascontiguousarray(posterior, np.float32)))
+            return (self.graph or self.forward)(x).float().cpu().numpy()
+
+    def forward(self, x):
+        """The model on a device batch (with the picture's estimate, for a model that takes one)."""
+        return self.net(x, self._posterior) if self.takes_posterior else self.net(x)
+
+    def estimate_impl(self, tiles):
+        torch = self._torch
+        with torch.inference_mode():
+            return self.net.estimate(torch.from_numpy(np.ascontiguousarray(tiles, np.float32)).to(self._device)).float().cpu().numpy()
 
     @property
     def graph_fallback(self):

@@ -66,8 +66,9 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
             writer.copy(frame.packets)
             if i < reused:
                 writer.reuse_packet()
+                restorer.follow(frame.image)
             else:
-                writer.write(restorer.restore(frame.image, skip_tiles=skip_tiles), frame.pts)
+                writer.write(restorer.restore(frame.image, skip_tiles=skip_tiles, sequence=True), frame.pts)
             bar.update(frame)
         if reader is not None:
             writer.copy(reader.leftover)
@@ -148,7 +149,7 @@ def restore_video_to_frames(restorer, src, folder, skip_tiles=None, progress=Tru
         bar = Progress(reader.frame_count, display_name(src), progress)
         try:
             for i, frame in enumerate(reader):
-                write_image(folder / f"{i:06d}.png", restorer.restore(frame.image, skip_tiles=skip_tiles))
+                write_image(folder / f"{i:06d}.png", restorer.restore(frame.image, skip_tiles=skip_tiles, sequence=True))
                 bar.update(frame)
         finally:
             bar.close()

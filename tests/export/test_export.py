@@ -20,9 +20,10 @@ HAS_RTX = importlib.util.find_spec("tensorrt_rtx_bindings") is not None
 # Tiny configs of every generator; the tile is the smallest that exercises the whole network.
 TINY = {
     # the shipped model's layout: a Fourier block above the bottleneck too (3 plugin nodes) and the
-    # deconvolution front end (a 64 tile: one whole window of its spectrum estimate)
+    # deconvolution front end with bank 2 (a 64 tile: one whole window of its spectrum estimate),
+    # whose estimate is its own graph
     "fourier-unet": ({"widths": [8, 16], "blocks": 1, "fourier": 2, "level_fourier": 1, "level_grid": 6,
-                      "deconv": True}, 64),
+                      "deconv": True, "bank": 2, "detail_gate": True}, 64),
     "gir": ({"widths": [8, 16, 32]}, 32),
     "degan": ({"widths": [4, 8, 16]}, 32),
     "skip-autoencoder": ({"width": 4}, 64),
@@ -39,6 +40,23 @@ def plugin_session(path):
 
 def arch_of(key):
     return key.split("-x")[0]
+
+
+def feeds(out, x, dtype=np.float32):
+    """A restorer graph's inputs for the tiles ``x`` of one picture: with an estimator graph beside
+    it, also the picture's posterior, made by that graph from the same tiles."""
+    given = {"input": x.astype(dtype)}
+    if (out / "estimator.onnx").is_file():
+        estimator = ort.InferenceSession(str(out / "estimator.onnx"), providers=["CPUExecutionProvider"])
+        given["posterior"] = estimator.run(None, {"tiles": x})[0]
+    return given
+
+
+def torch_output(model, x):
+    """The torch model's output on the tiles ``x`` of one picture (sharing its estimate, if it makes one)."""
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        return (model(t, model.estimate(t)) if getattr(model, "deconv", None) is not None else model(t)).numpy()
 
 
 def test_every_zoo_generator_has_a_tiny_config():
@@ -93,11 +111,31 @@ def test_export_writes_artifacts_that_onnxruntime_runs_like_torch(exported, key)
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     plugin = plugin_session(out / "model.plugin.onnx")
     for x in inputs.values():
-        with torch.no_grad():
-            expected = model(torch.from_numpy(x)).numpy()
+        expected = torch_output(model, x)
         assert expected.shape == (3, model.out_channels, tile * model.scale, tile * model.scale)
-        assert np.abs(session.run(None, {"input": x})[0] - expected).max() <= 1e-4
-        assert np.abs(plugin.run(None, {"input": x})[0] - expected).max() <= 1e-4
+        assert np.abs(session.run(None, feeds(out, x))[0] - expected).max() <= 1e-4
+        assert np.abs(plugin.run(None, feeds(out, x))[0] - expected).max() <= 1e-4
+
+
+def test_the_blur_estimate_is_its_own_graph_once_per_picture(exported):
+    """The estimator graph makes one posterior from any number of a picture's tiles, as torch's
+    ``estimate``; the restorer graph takes it as "posterior" and has no estimator inside."""
+    ckpt, out, metadata = exported("fourier-unet")
+    model = model_from_checkpoint(ckpt)
+    assert metadata["estimate"] == {"file": "estimator.onnx", "input": "tiles", "output": "posterior", "restorer_input": "posterior",
+                                    "tiles": 8, "classes": 1801}
+    restorer = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape) for i in restorer.get_inputs()][1] == ("posterior", [1, 1801])
+    estimator = ort.InferenceSession(str(out / "estimator.onnx"), providers=["CPUExecutionProvider"])
+    x = sample_inputs(3, 64, 8, seed=4)["real"]
+    for n in (1, 5, 8):
+        posterior = estimator.run(None, {"tiles": x[:n]})[0]
+        assert posterior.shape == (1, 1801) and abs(posterior.sum() - 1) < 1e-5
+        with torch.no_grad():
+            assert np.abs(posterior - model.estimate(torch.from_numpy(x[:n])).numpy()).max() < 1e-6
+    scopes = [dict((p.key, p.value) for p in n.metadata_props).get("pkg.torch.onnx.name_scopes", "")
+              for n in onnx.load(out / "model.onnx").graph.node]
+    assert not any("estimator" in scope and "classify" in scope for scope in scopes)
 
 
 @pytest.mark.parametrize("key", sorted(TINY))
@@ -133,9 +171,9 @@ def test_fp16_graphs_stay_within_45_db_of_fp32(exported, key):
         assert "deconv" in metadata["fp16"]["kept_fp32_modules"]
     assert onnx.load(out / "model.fp16.onnx").graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     for x in inputs.values():
-        reference = fp32.run(None, {"input": x})[0]
+        reference = fp32.run(None, feeds(out, x))[0]
         for session in (fp16, plugin16):
-            y = session.run(None, {"input": x.astype(np.float16)})[0]
+            y = session.run(None, feeds(out, x, np.float16))[0]
             assert y.dtype == np.float16
             assert psnr(reference, y.astype(np.float32)) >= 45.0
 

@@ -50,7 +50,7 @@ def eager(frame):
 def test_a_failed_capture_falls_back_to_eager_and_never_replays(frame, eager):
     capture = Captures(fail_after_capturing=True)
     with Restorer(str(CHECKPOINT), backend="torch", device="cpu", tile=64, overlap=16) as restorer:
-        restorer.backend.graph = CudaGraphModule(torch, restorer.backend.net, capture)
+        restorer.backend.graph = CudaGraphModule(torch, restorer.backend.forward, capture)
         out = restorer.restore(frame)
         again = restorer.restore(frame)
         assert restorer.backend.graph_fallback.startswith("CUDA graph capture failed, running eagerly: RuntimeError")
@@ -62,7 +62,7 @@ def test_a_failed_capture_falls_back_to_eager_and_never_replays(frame, eager):
 def test_a_captured_graph_is_reused_for_smaller_batches_and_recaptured_for_new_shapes(frame, eager):
     capture = Captures()
     with Restorer(str(CHECKPOINT), backend="torch", device="cpu", tile=64, overlap=16) as restorer:
-        graph = restorer.backend.graph = CudaGraphModule(torch, restorer.backend.net, capture)
+        graph = restorer.backend.graph = CudaGraphModule(torch, restorer.backend.forward, capture)
         out = restorer.restore(frame)
         assert restorer.backend.graph_fallback is None
         with torch.inference_mode():

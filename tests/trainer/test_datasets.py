@@ -149,3 +149,22 @@ def test_synthetic_pairs_carry_their_blur_kernel_on_request():
     assert delta[2, 2] == 1.0 and delta.sum() == 1.0  # no blur drawn: the identity kernel
     with pytest.raises(ConfigError, match="odd"):
         SyntheticPairs(images, blur, kernel_size=30)
+
+
+def test_rescale_makes_the_target_the_resized_picture():
+    """Upscaled by 3, a window of the picture is soft: the clean target has a third of the detail
+    per pixel (its gradient energy drops), and the pair stays aligned."""
+    images = [("noise", np.random.default_rng(0).random((200, 200, 3)).astype(np.float32))]
+    plain = SyntheticPairs(images, {"noise": {"sigma": 0.0}}, patch=64, length=4, seed=1)
+    soft = SyntheticPairs(images, {"noise": {"sigma": 0.0}}, patch=64, length=4, seed=1, rescale={"factor": [3, 3], "prob": 1})
+
+    def energy(t):
+        return float((t[:, :, 1:] - t[:, :, :-1]).pow(2).mean())
+
+    for i in range(4):
+        assert energy(soft[i]["gt"]) < 0.3 * energy(plain[i]["gt"])
+        assert torch.equal(soft[i]["lq"], soft[i]["gt"])  # no degradation but noise 0: the same picture
+    dense = SyntheticPairs(images, {"noise": {"sigma": 0.0}}, patch=64, length=2, seed=1, rescale={"factor": [0.5, 0.5]})
+    assert dense[0]["gt"].shape == (3, 64, 64)
+    with pytest.raises(ConfigError, match="rescale"):
+        SyntheticPairs(images, {}, patch=64, rescale={"factor": [2, 1]})

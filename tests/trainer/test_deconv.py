@@ -70,7 +70,9 @@ def test_estimator_reads_whole_windows_and_takes_small_images():
     assert windows(torch.rand(1, 1, 256, 200)).shape == (1, 7 * 5, 64, 64)
     estimator = KernelEstimator().eval()
     for shape in ((2, 3, 128, 96), (1, 3, 40, 72)):
-        k = estimator(torch.rand(*shape))
+        posterior = estimator(torch.rand(*shape))
+        assert posterior.shape == (shape[0], len(kernel_bank()))
+        k = estimator.kernel(posterior)
         assert k.shape == (shape[0], KERNEL_SIZE, KERNEL_SIZE)
         assert torch.allclose(k.sum((1, 2)), torch.ones(shape[0]), atol=1e-5)
 
@@ -91,5 +93,80 @@ def test_front_end_stays_fp32_under_autocast():
     front = DeconvFrontEnd().eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = front(x)
-    assert out.dtype == torch.float32 and torch.allclose(out, front(x), atol=1e-6)
+        out, posterior = front(x)
+    assert out.dtype == posterior.dtype == torch.float32 and torch.allclose(out, front(x)[0], atol=1e-6)
+
+
+def test_bank_2_extends_bank_1_and_ends_in_the_identity():
+    from restore.trainer.models.deconv import SHARP, kernel_size
+
+    one, two = kernel_bank(1).reshape(-1, 31, 31), kernel_bank(2).reshape(-1, 39, 39)
+    assert kernel_size(2) == 39 and len(two) == len(one) + 4 * 60 + 6 + 14 + 1
+    assert np.array_equal(two[:len(one), 4:-4, 4:-4], one)  # bank 1 first, in its order: a model grows into bank 2
+    assert np.allclose(two.sum((1, 2)), 1.0, atol=1e-5) and np.allclose(two, two[:, ::-1, ::-1], atol=1e-6)
+    assert not two[:, [0, -1]].any() and not two[:, :, [0, -1]].any()  # all fit the inner 37 x 37
+    identity = np.zeros((39, 39), np.float32)
+    identity[19, 19] = 1
+    assert np.array_equal(two[SHARP], identity)
+    widest = (two[:, 19] > 0).sum(1).max()  # a 35 px horizontal line covers 36 pixels
+    assert widest >= 35
+
+
+def test_a_bank_1_model_grows_into_bank_2_and_computes_about_the_same():
+    from restore.trainer.checkpoint import init_weights, save_checkpoint
+
+    spec = {"type": "fourier-unet", "widths": [8, 16], "blocks": 1, "fourier": 1, "norm": "none", "deconv": True}
+    torch.manual_seed(0)
+    old = build_model(spec).eval()
+    with torch.no_grad():
+        old.deconv_gate.fill_(0.5)  # let the front end's estimate reach the output
+    path = save_checkpoint(f"{_tmp()}/old.safetensors", old)
+    grown = build_model({**spec, "bank": 2}).eval()
+    assert init_weights(grown, path) == []
+    rows = len(kernel_bank(1))
+    new_w, old_w = grown.deconv.estimator.classify[-1].weight, old.deconv.estimator.classify[-1].weight
+    assert torch.equal(new_w[:rows], old_w)
+    x = torch.from_numpy(apply_kernel(_image(64, 64), linear_motion_kernel(9, 30))).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        p = grown.deconv.estimator(x)
+        assert p[0, -1] < 1e-3  # the identity starts unlikely: the model does not back off at first
+        assert (grown(x) - old(x)).abs().max() < 0.02
+
+
+def test_the_identity_starts_from_the_class_sharp_pictures_get():
+    from restore.trainer.models.deconv import SHARP, seed_sharp_class
+
+    torch.manual_seed(0)
+    estimator = KernelEstimator(bank=2).eval()
+    sharp = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        favourite = int(estimator(sharp).mean(0)[:SHARP].argmax())
+        assert seed_sharp_class(estimator, sharp) == favourite
+        layer = estimator.classify[-1]
+        assert torch.equal(layer.weight[SHARP], layer.weight[favourite])
+        assert torch.isclose(layer.bias[SHARP], layer.bias[favourite] - 1)
+
+
+def test_a_pictures_tiles_share_one_estimate_and_a_sharp_verdict_returns_the_input():
+    torch.manual_seed(0)
+    model = build_model({"type": "fourier-unet", "widths": [8, 16], "blocks": 1, "fourier": 1, "norm": "none",
+                         "deconv": True, "bank": 2}).eval()
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        one = model.estimate(x[:1])
+        assert torch.allclose(one, model.deconv.estimator(x[:1]), atol=1e-7)  # one tile: its own estimate
+        shared = model.estimate(x)
+        assert shared.shape == (1, len(kernel_bank(2)))
+        power = model.deconv.estimator.power(x).mean(0, keepdim=True)  # the pooled spectrum of all three
+        assert torch.allclose(shared, model.deconv.estimator.posterior(power))
+        out = model(x, shared)
+        assert torch.allclose(out[1:2], model(x[1:2], shared), atol=1e-5)  # a tile's output depends on it, not on the batch
+        sharp = torch.zeros_like(shared)
+        sharp[0, -1] = 1
+        assert torch.equal(model(x, sharp), x)  # backs off entirely
+
+
+def _tmp():
+    import tempfile
+
+    return tempfile.mkdtemp()

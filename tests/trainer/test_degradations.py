@@ -169,3 +169,32 @@ def test_build_degradation_pipeline(image):
     for bad in ({"blurr": {}}, {"blur": {"sigmas": [1, 2]}}, {"noise": {"kind": "salt"}}, {"jpeg": {"q": 3}}):
         with pytest.raises(ConfigError):
             D.build_degradation(bad)
+
+
+def test_h264_round_trip_is_lossy_4_2_0_and_keeps_odd_sizes(image):
+    odd = image[:71, :95]
+    out, params = D.h264(odd, 30)
+    assert out.shape == odd.shape and out.dtype == np.float32 and params == {"kind": "h264", "crf": 30}
+    assert 25 < psnr(odd, out) < 60
+    assert psnr(odd, D.h264(odd, 45)[0]) < psnr(odd, D.h264(odd, 18)[0])  # a higher CRF loses more
+    assert np.array_equal(out, D.h264(odd, 30)[0])  # deterministic
+
+
+def test_sensor_noise_grows_with_the_signal():
+    flat = np.full((64, 64, 3), 0.1, np.float32), np.full((64, 64, 3), 0.8, np.float32)
+    dark, bright = (D.sensor_noise(f, 1000.0, 0.0, _rng())[0] - f for f in flat)
+    assert 1.5 < bright.std() / dark.std() < 4  # shot noise: sqrt(0.8 / 0.1) = 2.8
+    read_only = D.sensor_noise(flat[0], 1e9, 0.02, _rng())[0] - flat[0]
+    assert abs(read_only.std() - 0.02) < 0.002
+
+
+def test_pipeline_takes_shake_extents_sensor_noise_and_h264(image):
+    degrade = D.build_degradation({"blur": {"kinds": ["trajectory"], "trajectory_size": 39, "trajectory_length": [30, 30]},
+                                   "noise": {"kind": "sensor", "peak": [500, 500], "sigma": 0.005}, "h264": {"crf": 28}})
+    out, params = degrade(image, _rng())
+    assert [p["kind"] for p in params["steps"]] == ["trajectory", "sensor_noise", "h264"]
+    kernel = params["kernel"]
+    ys, xs = np.nonzero(kernel > 0)
+    assert kernel.shape == (39, 39) and max(np.ptp(ys), np.ptp(xs)) >= 28  # a 30 px path
+    with pytest.raises(ConfigError):
+        D.build_degradation({"h264": {"crf": 20, "preset": "slow"}})

@@ -100,11 +100,52 @@ def test_eval_on_the_builtin_holdout_without_baselines(tiny_checkpoint):
     assert 15 < report["input_psnr"] < 35
 
 
+def test_field_holdout_protocol_is_fixed():
+    """builtin-field: 9 crops per holdout picture, the kinds of blur users bring, reproducible."""
+    crops = holdout.field_crops()
+    assert len(crops) == 36 and crops[0].name == "astronaut_0_shake"
+    kinds = [c.blur["kind"] for c in crops]
+    assert {k: kinds.count(k) for k in set(kinds)} == {"shake": 8, "defocus": 4, "gaussian": 4, "soft": 8, "jpeg": 8, "sharp": 4}
+    again = holdout.field_crops()
+    assert all(np.array_equal(a.lq, b.lq) and a.blur == b.blur for a, b in zip(crops, again))
+    for c in crops:
+        assert c.gt.shape == c.lq.shape == (512, 512, 3)
+        blur = c.blur
+        if blur["kind"] == "shake":
+            assert c.kernel.shape == (39, 39) and 11 <= blur["extent"] <= 31
+            assert not np.allclose(c.kernel, c.kernel[::-1, ::-1], atol=1e-3)  # curved: no point symmetry
+        elif blur["kind"] == "defocus":
+            assert 5 <= blur["radius"] <= 8
+        elif blur["kind"] == "gaussian":
+            assert 3 <= blur["sigma"] <= 5
+        elif blur["kind"] == "soft":
+            assert 2 <= blur["upscale"] <= 5 and 9 <= blur["length"] <= 25
+        elif blur["kind"] == "jpeg":
+            assert 30 <= blur["quality"] <= 70
+        else:  # sharp: only the noise
+            assert 44 < psnr(c.gt, c.lq) < 48
+    uniform = holdout.uniform_pictures()
+    assert [n for n, _ in uniform][:5] == ["constant_0", "constant_1", "constant_128", "constant_254", "constant_255"]
+
+
+def test_eval_on_the_field_holdout_reports_categories_targets_and_uniform_pictures(tiny_checkpoint):
+    result = CliRunner().invoke(evaluate, [str(tiny_checkpoint), "--data", "builtin-field", "--json", "--no-baselines"])
+    assert result.exit_code == 0, result.output
+    field = json.loads(result.output)["field"]
+    assert set(field["categories"]) == {"shake", "defocus", "gaussian", "soft", "jpeg", "sharp"}
+    assert field["categories"]["shake"] | {"mean_gain_db": 0, "worst_gain_db": 0, "met": False} == {
+        "crops": 8, "mean_gain_db": 0, "worst_gain_db": 0, "target_db": 1.5, "met": False}
+    assert field["worst"]["target_db"] == -0.1
+    assert len(field["uniform"]["pictures"]) == 9 and all(u["finite"] for u in field["uniform"]["pictures"])
+    text = CliRunner().invoke(evaluate, [str(tiny_checkpoint), "--data", "builtin-field", "--no-baselines"]).output
+    assert "category" in text and "worst crop" in text and "uniform pictures" in text
+
+
 def test_eval_user_errors(tmp_path, tiny_checkpoint):
     result = CliRunner().invoke(evaluate, [str(tmp_path / "missing.pt")])
     assert result.exit_code != 0 and "checkpoint not found" in str(result.exception)
     result = CliRunner().invoke(evaluate, [str(tiny_checkpoint), "--data", str(tmp_path / "nowhere")])
-    assert result.exit_code != 0 and "not a folder" in str(result.exception)
+    assert result.exit_code != 0 and "builtin-field or a folder" in str(result.exception)
 
 
 def test_laplacian_variance_ranks_sharp_above_blurred_and_before_after_writes_png(tmp_path, tiny_checkpoint):

@@ -12,7 +12,7 @@ from torch import nn
 
 from restore.runtime.errors import ConfigError
 
-from .deconv import DeconvFrontEnd
+from .deconv import SHARP, DeconvFrontEnd, grow_classifier
 from .fourier import FourierBottleneck
 from .registry import register
 
@@ -82,11 +82,20 @@ class FourierUNet(nn.Module):
     and plain Adam they drifted to 1e4-1e5). deconv: a blind deconvolution front end
     (``deconv.DeconvFrontEnd``: kernel estimate + Wiener filter at two strengths) whose estimates
     join the stem's features and the output through zero-initialised paths, so it too can be added
-    to a trained model. detail_gate: the output stays the input where the input has no detail
-    (``DetailGate``); it has no weights, so it can be switched on for a trained model."""
+    to a trained model. bank: the front end's kernel bank (``deconv.kernel_bank``); bank 2 ends
+    in the identity, and the model backs off by its probability: the whole correction is scaled by
+    the blur confidence c = 1 - P(no blur), mapped linearly from 0 at ``backoff[0]`` to 1 at
+    ``backoff[1]`` (default (0, 1): c itself), so a picture the estimator finds sharp comes back as
+    it was. The mapping has no weights: ``trainer/calibrate.py`` sets it for a trained model from
+    training pictures. A bank-1 model grows into bank 2 (``grow_state_dict``). detail_gate: the output stays the input where the
+    input has no detail (``DetailGate``); it has no weights, so it can be switched on for a trained
+    model.
+
+    ``forward(x, posterior)``: ``posterior`` (1 or B, N), from ``estimate``, replaces each image's
+    own kernel estimate, so the tiles of one picture share the estimate of the whole."""
 
     def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral",
-                 norm="batch", level_fourier=0, level_grid=None, deconv=False, detail_gate=False):
+                 norm="batch", level_fourier=0, level_grid=None, deconv=False, detail_gate=False, bank=1, backoff=(0.0, 1.0)):
         super().__init__()
         widths = list(widths)
         self.in_channels = self.out_channels = in_channels
@@ -104,7 +113,11 @@ class FourierUNet(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths, widths[1:]))
         self.dec = nn.ModuleList(Level(2 * a, a, blocks, norm) for a in widths[:-1])
         self.head = nn.Conv2d(widths[0], in_channels, 3, 1, 1)
-        self.deconv = DeconvFrontEnd() if deconv else None
+        self.deconv = DeconvFrontEnd(bank=bank) if deconv else None
+        low, high = (float(v) for v in backoff)
+        if not 0 <= low < high <= 1:
+            raise ConfigError("model.backoff", f"expected [low, high] with 0 <= low < high <= 1, got {list(backoff)}")
+        self.backoff = (low, high) if deconv and bank == 2 else None
         if deconv:
             n = len(self.deconv.log_lams)
             self.deconv_in = nn.Conv2d(n * in_channels, widths[0], 3, 1, 1)
@@ -113,10 +126,21 @@ class FourierUNet(nn.Module):
             self.deconv_gate = nn.Parameter(torch.zeros(n, 1, 1, 1))  # out += gate_i * (estimate_i - x)
         self.detail_gate = DetailGate() if detail_gate else None
 
-    def forward(self, x):
+    def estimate(self, tiles):
+        """One posterior (1, N) for the picture ``tiles`` (T, C, h, w) come from: the estimator's
+        CNN on their pooled spectrum."""
+        return getattr(self.deconv, "inner", self.deconv).estimate(tiles)  # also inside an fp16 copy's fp32 island
+
+    def grow_state_dict(self, state_dict):
+        """A checkpoint's weights made to fit this model: a bank-1 estimator grows into bank 2."""
+        if self.deconv is not None and self.deconv.estimator.bank != 1:
+            grow_classifier(state_dict, "deconv.estimator.", self.deconv.estimator.bank)
+        return state_dict
+
+    def forward(self, x, posterior=None):
         skips = [self.stem(x)]
         if self.deconv is not None:
-            estimates = self.deconv(x)
+            estimates, posterior = self.deconv(x, posterior)
             skips[0] = skips[0] + self.deconv_in(estimates)
         for down, enc, spectral in zip(self.down, self.enc, self.level_fourier):
             skips[-1] = spectral(skips[-1])
@@ -128,6 +152,10 @@ class FourierUNet(nn.Module):
         if self.deconv is not None:
             estimates = estimates.view(x.shape[0], -1, *x.shape[1:])  # (B, strengths, C, H, W)
             out = out + (self.deconv_gate * (estimates - x[:, None])).sum(1)
+        if self.backoff is not None:
+            low, high = self.backoff
+            scale = ((1 - posterior[:, SHARP] - low) / (high - low)).clamp(0, 1)
+            out = x + scale.to(x.dtype)[:, None, None, None] * (out - x)
         if self.detail_gate is not None:
             out = x + self.detail_gate(x) * (out - x)
         return out

@@ -18,14 +18,17 @@ def declared_fp32(model):
 
 
 class Fp32Island(nn.Module):
-    """Runs the wrapped module in fp32 inside an fp16 network."""
+    """Runs the wrapped module in fp32 inside an fp16 network: float tensor inputs cast to fp32, tensor
+    outputs (one, or a tuple) cast back to the first input's dtype."""
 
     def __init__(self, inner):
         super().__init__()
         self.inner = inner
 
-    def forward(self, x):
-        return self.inner(x.float()).to(x.dtype)
+    def forward(self, x, *rest):
+        rest = [r.float() if torch.is_tensor(r) and r.is_floating_point() else r for r in rest]
+        out = self.inner(x.float(), *rest)
+        return tuple(o.to(x.dtype) for o in out) if isinstance(out, tuple) else out.to(x.dtype)
 
 
 def half_precision(model, islands=(), dtype=torch.float16):

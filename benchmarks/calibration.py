@@ -1,0 +1,101 @@
+"""Calibration of the shipped model's backoff: the kernel estimator's confidence that a picture
+is blurred against what restoring it actually gained, on the field and the fixed holdout.
+
+    python -m restore.benchmarks.calibration [CHECKPOINT] [--out benchmarks/results/calibration-DATE.json]
+
+For every crop of ``builtin-field`` and ``builtin-holdout`` (trainer/holdout.py): the posterior of
+the whole crop (``model.estimate``), its blur confidence 1 - P(no blur) (the factor the model scales
+its whole correction by), the most probable kernel's probability, and the PSNR gain of the output
+over the input. A calibrated backoff gives low confidence where the gain would be small or
+negative (sharp pictures) and high confidence where there is blur to undo. Results: JSON and a PNG
+(gain against confidence, per category).
+"""
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .media import cpu_model
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(checkpoint):
+    from restore.trainer import holdout
+    from restore.trainer.checkpoint import load_checkpoint, model_from_checkpoint
+    from restore.trainer.inference import restore_array
+    from restore.trainer.metrics import psnr
+    from restore.trainer.models.deconv import SHARP
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    rows = []
+    crops = [("field", c) for c in holdout.field_crops()] + [("holdout", c) for c in holdout.holdout_crops()]
+    for data, crop in crops:
+        with torch.no_grad():
+            posterior = model.estimate(torch.from_numpy(crop.lq.transpose(2, 0, 1).copy())[None])[0]
+        gain = psnr(crop.gt, restore_array(model, crop.lq)) - psnr(crop.gt, crop.lq)
+        rows.append({"data": data, "name": crop.name, "kind": crop.blur["kind"] if data == "field" else f"holdout {crop.blur['kind']}",
+                     "confidence": round(float(1 - posterior[SHARP]), 4), "top_probability": round(float(posterior.max()), 4),
+                     "gain_db": round(float(gain), 3)})
+    return rows
+
+
+def summary(rows):
+    confidence = np.array([r["confidence"] for r in rows])
+    gain = np.array([r["gain_db"] for r in rows])
+    sharp = np.array([r["kind"] == "sharp" for r in rows])
+    return {"crops": len(rows), "pearson_confidence_gain": round(float(np.corrcoef(confidence, gain)[0, 1]), 3),
+            "mean_confidence_sharp": round(float(confidence[sharp].mean()), 3) if sharp.any() else None,
+            "mean_confidence_blurred": round(float(confidence[~sharp].mean()), 3),
+            "negative_gain_crops": [r["name"] for r in rows if r["gain_db"] < -0.1]}
+
+
+def plot(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    kinds = sorted({r["kind"] for r in report["crops"]})
+    for i, kind in enumerate(kinds):
+        rows = [r for r in report["crops"] if r["kind"] == kind]
+        ax.scatter([r["confidence"] for r in rows], [r["gain_db"] for r in rows], label=kind, color=f"C{i}", s=28,
+                   marker="x" if kind.startswith("holdout") else "o")
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.axhline(-0.1, color="C3", ls="--", lw=0.8, label="worst allowed (-0.1 dB)")
+    ax.set_xlabel("estimator's blur confidence, 1 - P(no blur) (the correction's scale)")
+    ax.set_ylabel("PSNR gain over the input (dB)")
+    s = report["summary"]
+    ax.set_title(f"backoff calibration: {s['crops']} crops, Pearson r = {s['pearson_confidence_gain']}", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{Path(report['checkpoint']).name} on {report['cpu']}, {report['date']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    from restore.runtime.artifact import DEFAULT_MODEL_DIR
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    date = datetime.date.today().isoformat()
+    out = args.out or RESULTS / f"calibration-{date}.json"
+    rows = measure(args.checkpoint)
+    report = {"command": " ".join(["python -m restore.benchmarks.calibration", *(argv or [])]), "checkpoint": args.checkpoint,
+              "cpu": cpu_model(), "date": date, "summary": summary(rows), "crops": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, out.with_suffix(".png"))
+    print(json.dumps(report["summary"], indent=2))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
