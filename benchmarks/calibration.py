@@ -31,6 +31,8 @@ def measure(checkpoint):
     from restore.trainer.models.deconv import SHARP
 
     model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    if getattr(model, "backoff", None) is None:
+        raise SystemExit(f"{checkpoint}: this model does not back off (fourier-unet with deconv and bank 2 does)")
     rows = []
     crops = [("field", c) for c in holdout.field_crops()] + [("holdout", c) for c in holdout.holdout_crops()]
     for data, crop in crops:
@@ -40,7 +42,7 @@ def measure(checkpoint):
         rows.append({"data": data, "name": crop.name, "kind": crop.blur["kind"] if data == "field" else f"holdout {crop.blur['kind']}",
                      "confidence": round(float(1 - posterior[SHARP]), 4), "top_probability": round(float(posterior.max()), 4),
                      "gain_db": round(float(gain), 3)})
-    return rows
+    return rows, list(model.backoff)
 
 
 def summary(rows):
@@ -67,7 +69,9 @@ def plot(report, path):
                    marker="x" if kind.startswith("holdout") else "o")
     ax.axhline(0, color="0.4", lw=0.8)
     ax.axhline(-0.1, color="C3", ls="--", lw=0.8, label="worst allowed (-0.1 dB)")
-    ax.set_xlabel("estimator's blur confidence, 1 - P(no blur) (the correction's scale)")
+    low, high = report["backoff"]
+    ax.axvspan(low, high, color="0.85", zorder=0, label=f"backoff ramp: the correction scaled 0 -> 1 ({low:g}-{high:g})")
+    ax.set_xlabel("estimator's blur confidence c = 1 - P(no blur), of the whole crop")
     ax.set_ylabel("PSNR gain over the input (dB)")
     s = report["summary"]
     ax.set_title(f"backoff calibration: {s['crops']} crops, Pearson r = {s['pearson_confidence_gain']}", fontsize=10)
@@ -86,9 +90,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"calibration-{date}.json"
-    rows = measure(args.checkpoint)
+    rows, backoff = measure(args.checkpoint)
     report = {"command": " ".join(["python -m restore.benchmarks.calibration", *(argv or [])]), "checkpoint": args.checkpoint,
-              "cpu": cpu_model(), "date": date, "summary": summary(rows), "crops": rows}
+              "cpu": cpu_model(), "date": date, "backoff": backoff, "summary": summary(rows), "crops": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     plot(report, out.with_suffix(".png"))

@@ -94,6 +94,24 @@ def sample_frames(width, height, count=1):
     return frames
 
 
+def self_contained(model, folder):
+    """``model`` (a ModelSource whose graph takes the picture's blur estimate) as one graph that
+    estimates the blur per tile, traced from its checkpoint: what vs-mlrt and a Real-ESRGAN-style
+    tiler, which feed one input, can run."""
+    from restore.export.onnx_export import save_onnx, trace_to_onnx
+    from restore.export.spectral import probe_plane_shapes
+    from restore.runtime.artifact import ModelSource
+    from restore.trainer.checkpoint import model_from_checkpoint
+
+    net = model_from_checkpoint(model.checkpoint).eval()
+    tile = model.tiling["tile"]
+    probe_plane_shapes(net, tile, net.in_channels)
+    batch = model.metadata["shapes"]["batch"]
+    save_onnx(trace_to_onnx(net, "matmul", tile, (batch["min"], batch["max"]), shared=False), folder / "model.onnx")
+    metadata = {**model.metadata, "estimate": None}
+    return ModelSource(name=f"{model.name} (self-contained graph)", onnx=folder / "model.onnx", metadata=metadata)
+
+
 def peer_lines(length):
     """Where vs-mlrt's kept tile regions meet along one axis (both candidates at the last,
     end-aligned tile, whose neighbour overlaps it by more than the step)."""
@@ -136,6 +154,8 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
 
     exe = ensure_venv(python, log)
     model = resolve_model("default")
+    if model.estimator is not None:  # peers run single-input graphs: the same weights, estimating per tile
+        model = self_contained(model, Path(tempfile.mkdtemp(prefix="restore-peer-graph-")))
     threads = physical_cores()
     ours = {"restore onnxruntime": Restorer("default", backend="onnxruntime", device="cpu")}
     if backend_class("openvino").unavailable_reason(model, "cpu") is None:

@@ -29,12 +29,14 @@ DEFAULT_OPSET = 18
 MAX_IR_VERSION = 13  # ONNX Runtime 1.31 refuses newer; onnx 1.23 writes 14 by default
 
 
-def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=False, fp32_modules=()):
+def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=False, fp32_modules=(), shared=None):
     """Return the ModelProto of ``model`` (probed by spectral.probe_plane_shapes) with its
     SpectralFilters swapped for ``variant`` ("matmul", "plugin" or "dft").
 
     half: fp16 weights and I/O, with ``fp32_modules`` (names, export/fp16.py) kept fp32. The
-    plugin node's weight stays fp32 (its contract); the ONNX DFT stand-in is fp32 only."""
+    plugin node's weight stays fp32 (its contract); the ONNX DFT stand-in is fp32 only. shared:
+    False traces a model with a blur estimate as one self-contained graph that estimates per tile
+    (what a peer's single-input tiler runs); None: the "posterior" input whenever it has one."""
     net = copy.deepcopy(model)
     swap_spectral_filters(net, variant)
     if half:
@@ -51,7 +53,7 @@ def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=Fals
     args, names, dynamic = (x,), ["input"], [None]
     if high > low:
         dynamic = [{0: torch.export.Dim("batch", min=low, max=high)}]
-    if shares_estimate(model):
+    if shares_estimate(model) if shared is None else shared:
         with torch.no_grad():
             args, names, dynamic = (x, model.estimate(x.float())), names + ["posterior"], dynamic + [None]
     return _export(net, args, names, ["output"], tuple(dynamic) if any(dynamic) else None, opset)
