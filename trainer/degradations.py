@@ -197,8 +197,10 @@ def h264(img, crf):
 
     img = _as_float(img)
     u8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    gray = u8.ndim == 2 or u8.shape[2] == 1
+    rgb = np.repeat(u8.reshape(u8.shape[:2] + (1,)), 3, axis=2) if gray else u8
     h, w = u8.shape[:2]
-    even = np.pad(u8, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    even = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = even.shape[1], even.shape[0], "yuv420p"
     encoder.options = {"crf": str(int(crf)), "preset": "ultrafast", "tune": "zerolatency"}
@@ -206,6 +208,7 @@ def h264(img, crf):
     decoder = av.CodecContext.create("h264", "r")
     frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
     out = frames[0].to_ndarray(format="rgb24")[:h, :w]
+    out = out[..., :1].reshape(img.shape) if gray else out
     return out.astype(np.float32) / 255.0, {"kind": "h264", "crf": int(crf)}
 
 

@@ -178,6 +178,8 @@ def test_h264_round_trip_is_lossy_4_2_0_and_keeps_odd_sizes(image):
     assert 25 < psnr(odd, out) < 60
     assert psnr(odd, D.h264(odd, 45)[0]) < psnr(odd, D.h264(odd, 18)[0])  # a higher CRF loses more
     assert np.array_equal(out, D.h264(odd, 30)[0])  # deterministic
+    grey, _ = D.h264(odd[..., 0], 30)
+    assert grey.shape == odd.shape[:2]
 
 
 def test_sensor_noise_grows_with_the_signal():
