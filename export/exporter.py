@@ -18,6 +18,7 @@ from restore.runtime.atomic import new_file_mode, output_error
 from restore.runtime.errors import BackendError, ConfigError, OutputError
 from restore.trainer.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from restore.trainer.models import count_parameters
+from restore.trainer.models.deconv import takes_posterior
 from restore.trainer.models.precision import declared_fp32
 
 from . import fp16, onnx_export, validate
@@ -200,7 +201,7 @@ def export_checkpoint(checkpoint, outdir, options, log=print):
 
     graphs = {"onnx": trace("onnx", "matmul"), "plugin_onnx": trace("plugin_onnx", "plugin")}
     estimator = None
-    if onnx_export.shares_estimate(model):
+    if takes_posterior(model):
         start = time.perf_counter()
         estimator = onnx_export.trace_estimator(model, tile, ESTIMATE_TILES, opset=options.opset)
         timings["estimator_onnx"] = round(time.perf_counter() - start, 2)

@@ -18,6 +18,7 @@ import warnings
 import onnx
 import torch
 
+from restore.trainer.models.deconv import takes_posterior
 from restore.trainer.models.precision import half_precision
 
 from .plugin_op import TRANSLATIONS
@@ -53,15 +54,10 @@ def trace_to_onnx(model, variant, tile, batch, *, opset=DEFAULT_OPSET, half=Fals
     args, names, dynamic = (x,), ["input"], [None]
     if high > low:
         dynamic = [{0: torch.export.Dim("batch", min=low, max=high)}]
-    if shares_estimate(model) if shared is None else shared:
+    if takes_posterior(model) if shared is None else shared:
         with torch.no_grad():
             args, names, dynamic = (x, model.estimate(x.float())), names + ["posterior"], dynamic + [None]
     return _export(net, args, names, ["output"], tuple(dynamic) if any(dynamic) else None, opset)
-
-
-def shares_estimate(model):
-    """Whether ``model`` takes a whole picture's blur estimate ("posterior") beside each tile."""
-    return getattr(model, "deconv", None) is not None and hasattr(model, "estimate")
 
 
 class _Estimator(torch.nn.Module):

@@ -238,11 +238,11 @@ class Tiler:
         if not boxes:  # every tile passed through: nothing is restored with it
             return None
         picks = sorted({boxes[i] for i in np.linspace(0, len(boxes) - 1, min(len(boxes), self.estimate_tiles)).round().astype(int)})
-        samples, strips = [], {}
-        for y, x in picks:
-            if y not in strips:
-                strips = {y: job._read_strip(y)}
-            samples.extend(self._to_samples(strips[y][:, :, x : x + job.tile]))
+        samples, strip_y, strip = [], None, None
+        for y, x in picks:  # sorted: each strip is read once
+            if y != strip_y:
+                strip_y, strip = y, job._read_strip(y)
+            samples.extend(self._to_samples(strip[:, :, x : x + job.tile]))
         posterior = self.backend.estimate(np.stack(samples[: self.estimate_tiles]))
         if sequence and self._sequence_posterior is not None and self._sequence_posterior.shape == posterior.shape:
             posterior = (1 - self.SEQUENCE_WEIGHT) * self._sequence_posterior + self.SEQUENCE_WEIGHT * posterior

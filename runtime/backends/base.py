@@ -135,9 +135,15 @@ class Backend:
         """Outputs for ``batch``; ``posterior``: the picture's estimate, for a model that takes one."""
         if not self.is_active:
             raise BackendError(self.name, "infer() called before activate()", "use the backend as a context manager")
-        if self.takes_posterior and posterior is None:
+        return self.infer_impl(batch, self._given(posterior))
+
+    def _given(self, posterior):
+        """``posterior`` for a model that takes one (refused when missing), else None."""
+        if not self.takes_posterior:
+            return None
+        if posterior is None:
             raise BackendError(self.name, "this model needs the picture's blur estimate", "pass posterior=backend.estimate(tiles), or use a Tiler")
-        return self.infer_impl(batch, posterior if self.takes_posterior else None)
+        return posterior
 
     def infer_stream(self, batches, posterior=None):
         for batch in batches:

@@ -223,13 +223,11 @@ class TensorRTBackend(Backend):
     def infer_stream(self, batches, posterior=None):
         if not self.is_active:
             raise BackendError(self.name, "infer_stream() called before activate()", "use the backend as a context manager")
-        if self.takes_posterior and posterior is None:
-            raise BackendError(self.name, "this model needs the picture's blur estimate", "pass posterior=backend.estimate(tiles), or use a Tiler")
-        self._set_posterior(posterior)
+        self._set_posterior(self._given(posterior))
         yield from self.pipeline.run(np.ascontiguousarray(b, dtype=self.dtype) for b in batches)
 
     def _set_posterior(self, posterior):
-        if self.takes_posterior and posterior is not None:
+        if posterior is not None:
             host = np.ascontiguousarray(posterior, np.float32)
             self._driver.memcpy_htod_async(self.engine.posterior_ptr, host.ctypes.data, host.nbytes, self._posterior_stream)
             self._driver.stream_synchronize(self._posterior_stream)

@@ -41,6 +41,7 @@ class TorchBackend(Backend):
         import torch
 
         from restore.trainer.checkpoint import model_from_checkpoint
+        from restore.trainer.models.deconv import takes_posterior
         from restore.trainer.models.precision import half_precision
 
         self._torch = torch
@@ -62,7 +63,7 @@ class TorchBackend(Backend):
         self.scale, self.size_multiple = net.scale, net.size_multiple
         self.tile = getattr(net, "fixed_size", None)
         self.max_batch = None
-        self.takes_posterior = getattr(net, "deconv", None) is not None and hasattr(net, "estimate")
+        self.takes_posterior = takes_posterior(net)
         # the picture's blur estimate: one buffer, which a captured CUDA graph reads on every replay
         self._posterior = torch.zeros(1, net.deconv.estimator.classify[-1].out_features, device=self._device) if self.takes_posterior else None
         self.graph = CudaGraphModule(torch, self.forward) if on_gpu else None

@@ -59,6 +59,12 @@ def kernel_bank(bank=1):
 SHARP = -1  # bank 2's last entry: the identity
 
 
+def takes_posterior(model):
+    """Whether ``model`` takes a picture's blur estimate beside each tile: ``forward(x, posterior)``
+    with ``posterior`` from ``model.estimate`` (fourier-unet with its deconvolution front end)."""
+    return getattr(model, "deconv", None) is not None and hasattr(model, "estimate")
+
+
 def grow_classifier(state_dict, prefix, bank):
     """Weights of a bank-1 estimator (``prefix`` + "classify.3.weight"/".bias") grown to ``bank``'s
     rows: a new kernel starts as the old kernel nearest to it, 2 nats less likely, so the
@@ -306,5 +312,5 @@ class DeconvFrontEnd(nn.Module):
                 return self(y.float(), None if posterior is None else posterior.float())
         if posterior is None:
             posterior = self.estimator(y)
-        kernel = self.estimator.kernel(posterior.expand(y.shape[0], -1))
-        return wiener(y, kernel, self.log_lams.exp()), posterior
+        # a shared (1, N) posterior gives one kernel, broadcast over the batch by the filter
+        return wiener(y, self.estimator.kernel(posterior), self.log_lams.exp()), posterior

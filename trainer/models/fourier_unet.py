@@ -87,9 +87,9 @@ class FourierUNet(nn.Module):
     the blur confidence c = 1 - P(no blur), mapped linearly from 0 at ``backoff[0]`` to 1 at
     ``backoff[1]`` (default (0, 1): c itself), so a picture the estimator finds sharp comes back as
     it was. The mapping has no weights: ``trainer/calibrate.py`` sets it for a trained model from
-    training pictures. A bank-1 model grows into bank 2 (``grow_state_dict``). detail_gate: the output stays the input where the
-    input has no detail (``DetailGate``); it has no weights, so it can be switched on for a trained
-    model.
+    training pictures. A bank-1 model grows into bank 2 (``grow_state_dict``). detail_gate: the
+    output stays the input where the input has no detail (``DetailGate``); it has no weights, so it
+    can be switched on for a trained model.
 
     ``forward(x, posterior)``: ``posterior`` (1 or B, N), from ``estimate``, replaces each image's
     own kernel estimate, so the tiles of one picture share the estimate of the whole."""
