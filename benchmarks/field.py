@@ -4,7 +4,8 @@ and, with ``--baseline``, for an earlier artifact in the same run.
 
     python -m restore.benchmarks.field [--baseline DIR] [--out benchmarks/results/field-DATE.json]
 
-- cost: ONNX Runtime (CPU) seconds per 1920x1080 frame, median of ``--repeats``;
+- cost: ONNX Runtime (CPU) seconds per 1920x1080 frame, median of ``--repeats``, the models
+  interleaved round by round;
 - flicker: a static 640x480 scene (the holdout picture astronaut, motion blur 15 px at 30
   degrees, fresh sensor noise of sigma 0.005 in every frame) as H.264 CRF 23, decoded and restored
   as a video (``Restorer.stream``: the blur estimate follows the frames); flicker = mean absolute
@@ -41,18 +42,26 @@ def scene(width, height, scale=1.0):
     return np.clip(apply_kernel(picture, linear_motion_kernel(15, 30)), 0, 1)
 
 
-def cost(model, repeats):
+def cost(models, repeats):
+    """Seconds per 1080p frame of each of ``models`` (name -> model), interleaved round by round
+    (other work on a shared machine then weighs on every model alike), median over ``repeats``."""
+    from contextlib import ExitStack
+
     from restore.runtime import Restorer
 
     frame = (scene(1920, 1080) * 255).astype(np.uint8)
-    with Restorer(model, backend="onnxruntime") as r:
-        r.restore(frame)  # warm-up
-        times = []
+    with ExitStack() as stack:
+        restorers = {name: stack.enter_context(Restorer(model, backend="onnxruntime")) for name, model in models.items()}
+        times = {name: [] for name in models}
+        for r in restorers.values():
+            r.restore(frame)  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
-            r.restore(frame)
-            times.append(time.perf_counter() - start)
-        return {"seconds_per_1080p_frame": round(statistics.median(times), 3), "runtime": r.description}
+            for name, r in restorers.items():
+                start = time.perf_counter()
+                r.restore(frame)
+                times[name].append(time.perf_counter() - start)
+        return {name: {"seconds_per_1080p_frame": round(statistics.median(times[name]), 3), "runtime": r.description}
+                for name, r in restorers.items()}
 
 
 def flicker_clip(tmp, frames):
@@ -134,10 +143,11 @@ def main(argv=None):
     out = args.out or RESULTS / f"field-{date}.json"
     report = {"command": " ".join(["python -m restore.benchmarks.field", *(argv or [])]), "cpu": cpu_model(), "date": date, "models": {}}
     models = {"shipped": args.model} | ({"baseline": args.baseline} if args.baseline else {})
+    costs = cost(models, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         decoded = flicker_clip(Path(tmp), args.frames)
         for name, model in models.items():
-            row = {"model": str(model), "cost": cost(model, args.repeats), "flicker": flicker(model, decoded), "seams": seams(model)}
+            row = {"model": str(model), "cost": costs[name], "flicker": flicker(model, decoded), "seams": seams(model)}
             report["models"][name] = row
             print(f"{name}: {json.dumps(row)}", flush=True)
     if args.baseline:

@@ -190,7 +190,7 @@ def end_to_end(tmp, source, rgb, fps, model="identity"):
     """The video job ``restore run`` does (media.restore_video's steps) through ``model``
     ("identity": a pass-through ONNX model; else what ``Restorer`` takes, e.g. "default"), with each
     stage's busy time counted in that same run, and each stage alone for reference."""
-    from restore.runtime import Restorer
+    from restore.runtime import Restorer, Sequence
     from restore.runtime.media import VideoReader, VideoWriter, restore_frames
     from restore.runtime.testing import write_conv_artifact
 
@@ -209,8 +209,9 @@ def end_to_end(tmp, source, rgb, fps, model="identity"):
         busy = {"decode": reader.busy_s, "restore": timed.busy_s, "encode": writer.busy_s}
         _, decode_s = decode_pyav(source)
         start = time.perf_counter()
+        sequence = Sequence()
         for frame in rgb:
-            restorer.restore(frame, sequence=True)
+            restorer.restore(frame, sequence=sequence)
         alone = {"decode": decode_s, "restore": time.perf_counter() - start, "encode": encode_pyav(tmp / "alone.mp4", rgb, fps, None)}
         description = restorer.description
     slowest = max(busy.values())

@@ -4,7 +4,7 @@
 use, backends (onnxruntime, torch, tensorrt) only when a Restorer picks one.
 """
 
-__all__ = ["Restorer"]
+__all__ = ["Restorer", "Sequence"]
 
 
 def __getattr__(name):
@@ -12,4 +12,8 @@ def __getattr__(name):
         from .api import Restorer
 
         return Restorer
+    if name == "Sequence":
+        from .sequence import Sequence
+
+        return Sequence
     raise AttributeError(f"module 'restore.runtime' has no attribute {name!r}")

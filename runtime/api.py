@@ -11,6 +11,7 @@ model's scale.
 from .artifact import resolve_model
 from .backends import open_backend
 from .errors import ModelError
+from .sequence import Sequence
 from .tiler import Tiler
 
 
@@ -48,21 +49,22 @@ class Restorer:
         t = self.tiler
         return f"{self.backend.description}; tile {t.tile}, overlap {t.overlap}, batch {t.batch}, x{t.scale}; {self._why}"
 
-    def restore(self, image, out=None, skip_tiles=None, on_tiles=None, sequence=False):
+    def restore(self, image, out=None, skip_tiles=None, on_tiles=None, sequence=None):
         """Restore one image; see ``Tiler.restore`` for ``out``, ``skip_tiles``, ``on_tiles`` and
-        ``sequence`` (the image is a video's next frame)."""
+        ``sequence`` (a ``Sequence``: the image is that video's next frame)."""
         return self.tiler.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles, sequence=sequence)
 
     def stream(self, frames, skip_tiles=None):
-        """Restore an iterable of a video's frames lazily, one output per input, in order (the blur
-        estimate follows the video: ``Tiler.restore``'s ``sequence``)."""
+        """Restore an iterable of a video's frames lazily, one output per input, in order, as one
+        ``Sequence`` (the blur estimate follows the video, a static scene does not flicker)."""
+        sequence = Sequence()
         for frame in frames:
-            yield self.tiler.restore(frame, skip_tiles=skip_tiles, sequence=True)
+            yield self.tiler.restore(frame, skip_tiles=skip_tiles, sequence=sequence)
 
-    def follow(self, frame):
+    def follow(self, frame, sequence):
         """A video frame left as it is (``Tiler.follow``): the estimate of the frames after it
         follows it as if it had been restored."""
-        self.tiler.follow(frame)
+        self.tiler.follow(frame, sequence)
 
     def close(self):
         self.backend.deactivate()

@@ -99,11 +99,6 @@ class Tiler:
     tile size imposes its own (``tile`` None: that one, else ``default_tile``). ``mean``/``std``: the model's input normalisation (per model
     channel), undone on the output."""
 
-    # A video's blur estimate: this frame's weight against the running estimate of the ones before
-    # (an exponential average with a time constant of about three frames: the estimate of a static
-    # scene stops flickering with the codec's noise, a change of blur is followed within a few frames)
-    SEQUENCE_WEIGHT = 0.3
-
     def __init__(self, backend, tile=None, overlap=32, batch=4, mean=None, std=None, default_tile=256, rows_per_call_tiles=32,
                  estimate_tiles=8):
         self.backend = backend
@@ -138,7 +133,6 @@ class Tiler:
         # small images; a row of a huge image alone is more than enough.
         self.rows_per_call_tiles = rows_per_call_tiles
         self.estimate_tiles = int(estimate_tiles)  # tiles the picture's blur estimate is made from
-        self._sequence_posterior = None
 
     # --- geometry -----------------------------------------------------------------------------
     def output_shape(self, shape):
@@ -160,15 +154,16 @@ class Tiler:
         return self.tile if need >= self.tile or need <= self.overlap else need
 
     # --- the work -----------------------------------------------------------------------------
-    def restore(self, image, out=None, skip_tiles=None, on_tiles=None, sequence=False):
+    def restore(self, image, out=None, skip_tiles=None, on_tiles=None, sequence=None):
         """Restore ``image`` (H, W[, C]; uint8, uint16 or float in [0, 1]; C = 1..4, the last
         channel of 2 or 4 is alpha). Returns ``out`` (allocated when None) with the same dtype and
         channels, H and W times the model scale.
 
         A model that takes the picture's blur estimate (``backend.takes_posterior``) gets one for
         the whole image, made from up to ``estimate_tiles`` of its tiles spread over it, and every
-        tile is restored with it. ``sequence``: ``image`` is the next frame of a video, and the
-        estimate is averaged with the previous frames' (``SEQUENCE_WEIGHT``).
+        tile is restored with it. ``sequence`` (a ``Sequence``): ``image`` is that video's next
+        frame; the estimate is averaged with the previous frames', and at x1 the correction is
+        held where the picture did not move (runtime/sequence.py).
 
         ``skip_tiles(image, boxes) -> bool array`` is asked once, with every tile's region of the
         image as (y, x, h, w); tiles it marks True are passed through (resized for x4) without
@@ -177,6 +172,10 @@ class Tiler:
         At x1, ``out`` may be ``image`` itself: an output row is written only after the last
         strip that reads its input row (strips advance downwards, the bottom reflection reaches
         back less than a tile), which halves the memory of huge images."""
+        held = sequence is not None and self.scale == 1
+        if held and out is not None and not isinstance(out, np.ndarray):
+            raise ConfigError("out", "a video frame (sequence) is restored into an array, not a strip writer")
+        frame = np.array(image) if held and out is image else image  # the input, for the held correction
         job, ys, xs, padded_h = self._plan(image, out, skip_tiles, on_tiles)
         if self.backend.takes_posterior:
             job.posterior = self._estimate(job, ys, xs, sequence)
@@ -188,14 +187,16 @@ class Tiler:
         if job.nonfinite:
             raise ModelError(self.backend.description, f"returned NaN or infinite values for {job.nonfinite} of {len(ys) * len(xs)} tiles; "
                              "nothing was written", "the model or its metadata (normalisation std 0?) is broken; re-export or replace it")
-        return job.out
+        return sequence.smooth(frame, job.out) if held else job.out
 
-    def follow(self, frame):
+    def follow(self, frame, sequence):
         """A video frame that is not restored (on resume, the frames an interrupted run kept): its
-        blur estimate joins the sequence's, so the frames after it come out as in one run."""
+        blur estimate joins the ``sequence``'s, so the estimate of the frames after it is as in one
+        run (their held correction starts afresh: ``Sequence.follow``)."""
         if self.backend.takes_posterior:
             job, ys, xs, _ = self._plan(frame, None, None, None)
-            self._estimate(job, ys, xs, sequence=True)
+            self._estimate(job, ys, xs, sequence)
+        sequence.follow(frame)
 
     def _plan(self, image, out, skip_tiles, on_tiles):
         """Checks ``image``, lays out its tiles; returns (the ``_Job``, tile rows, tile columns, padded height)."""
@@ -233,7 +234,7 @@ class Tiler:
 
     def _estimate(self, job, ys, xs, sequence):
         """The picture's blur estimate from up to ``estimate_tiles`` of its tiles (those not passed
-        through), evenly spread in raster order; averaged over the sequence when asked."""
+        through), evenly spread in raster order; averaged over the ``sequence`` when given."""
         boxes = [(y, x) for y in ys for x in xs if (y, x) not in job.skip]
         if not boxes:  # every tile passed through: nothing is restored with it
             return None
@@ -244,10 +245,7 @@ class Tiler:
                 strip_y, strip = y, job._read_strip(y)
             samples.extend(self._to_samples(strip[:, :, x : x + job.tile]))
         posterior = self.backend.estimate(np.stack(samples[: self.estimate_tiles]))
-        if sequence and self._sequence_posterior is not None and self._sequence_posterior.shape == posterior.shape:
-            posterior = (1 - self.SEQUENCE_WEIGHT) * self._sequence_posterior + self.SEQUENCE_WEIGHT * posterior
-        self._sequence_posterior = posterior if sequence else None
-        return posterior
+        return posterior if sequence is None else sequence.average(posterior)
 
     # --- channel mapping between the image and the model ----------------------------------------
     def _to_samples(self, tile):

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..sequence import Sequence
 from .decode import Frame, TruncatedVideo, VideoReader
 from .mux import VideoWriter, notice
 from .probe import VideoInfo
@@ -61,14 +62,15 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
     writer continues a partial output (``writer.reuse``), its first frames come from there."""
     bar = Progress(total, name, progress, reader)
     reused = writer.reuse.frames if writer.reuse is not None else 0
+    sequence = Sequence()
     try:
         for i, frame in enumerate(frames):
             writer.copy(frame.packets)
             if i < reused:
                 writer.reuse_packet()
-                restorer.follow(frame.image)
+                restorer.follow(frame.image, sequence)
             else:
-                writer.write(restorer.restore(frame.image, skip_tiles=skip_tiles, sequence=True), frame.pts)
+                writer.write(restorer.restore(frame.image, skip_tiles=skip_tiles, sequence=sequence), frame.pts)
             bar.update(frame)
         if reader is not None:
             writer.copy(reader.leftover)
@@ -147,9 +149,10 @@ def restore_video_to_frames(restorer, src, folder, skip_tiles=None, progress=Tru
     folder = Path(folder)
     with VideoReader(src, raw=raw) as reader:
         bar = Progress(reader.frame_count, display_name(src), progress)
+        sequence = Sequence()
         try:
             for i, frame in enumerate(reader):
-                write_image(folder / f"{i:06d}.png", restorer.restore(frame.image, skip_tiles=skip_tiles, sequence=True))
+                write_image(folder / f"{i:06d}.png", restorer.restore(frame.image, skip_tiles=skip_tiles, sequence=sequence))
                 bar.update(frame)
         finally:
             bar.close()

@@ -9,6 +9,7 @@ import torch
 from restore.export.exporter import ExportOptions, export_checkpoint
 from restore.runtime.api import Restorer
 from restore.runtime.errors import BackendError
+from restore.runtime.sequence import Sequence
 from restore.trainer.checkpoint import save_checkpoint
 from restore.trainer.models import build_model
 
@@ -74,13 +75,16 @@ def test_a_videos_estimate_follows_its_frames_and_resumes_as_one_run(artifact):
     out, _ = artifact
     a, b = picture(), picture()
     with Restorer(out, backend="onnxruntime", tile=64, overlap=16) as r:
+        video = Sequence(hold=False)  # the estimate alone (the held correction: test_sequence.py)
         alone = r.restore(b)
-        assert np.array_equal(r.restore(b, sequence=True), alone)  # a first frame: its own estimate
-        assert np.array_equal(r.restore(b, sequence=True), alone)  # the same estimate again: the same
-        r.restore(a, sequence=True)
-        after_a = r.restore(b, sequence=True)
+        assert np.array_equal(r.restore(b, sequence=video), alone)  # a first frame: its own estimate
+        assert np.array_equal(r.restore(b, sequence=video), alone)  # the same estimate again: the same
+        r.restore(a, sequence=video)
+        after_a = r.restore(b, sequence=video)
         assert not np.array_equal(after_a, alone)  # the estimate carries the frame before
-        r.restore(b)  # a still picture ends the sequence
-        assert np.array_equal(r.restore(b, sequence=True), alone)
-        r.follow(a)  # a frame kept from an interrupted run, not restored again
-        assert np.array_equal(r.restore(b, sequence=True), after_a)
+        assert np.array_equal(r.restore(b, sequence=Sequence(hold=False)), alone)  # a new video starts afresh
+        resumed = Sequence(hold=False)
+        r.restore(b, sequence=resumed)
+        r.restore(b, sequence=resumed)
+        r.follow(a, resumed)  # a frame kept from an interrupted run, not restored again
+        assert np.array_equal(r.restore(b, sequence=resumed), after_a)
