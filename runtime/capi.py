@@ -38,6 +38,7 @@ class _Handle:
     def __init__(self, restorer):
         self.restorer = restorer
         self.lock = threading.Lock()
+        self.sequence = None  # a Sequence while the calls are a video's frames (``video``)
 
 
 _handles = {}
@@ -142,7 +143,7 @@ def _restore_frame(handle, src, height, width, channels, dtype, src_stride, dst,
     source = _frame(src, height, width, channels, dtype, src_stride, "source frame")
     target = _frame(dst, height * scale, width * scale, channels, dtype, dst_stride, "output frame")
     with handle.lock:
-        handle.restorer.restore(source, out=target)
+        handle.restorer.restore(source, out=target, sequence=handle.sequence)
 
 
 @_guarded
@@ -172,6 +173,16 @@ def _restore_device(ptr, src, height, width, channels, dtype, src_stride, dst, d
         cuda_call(rt.cudaMemcpy2DAsync(dst, dst_stride, host_out.ptr, row_out, row_out, height * scale,
                                        rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream or 0), "cudaMemcpy2DAsync(H2D)")
         cuda_call(rt.cudaStreamSynchronize(stream or 0), "cudaStreamSynchronize")  # the pinned buffers go next
+
+
+@_guarded
+def _video(ptr, on):
+    """on: the restorer's next frames are one video's, in order (a new ``Sequence``); 0: stills."""
+    from .sequence import Sequence
+
+    handle = _handle(ptr)
+    with handle.lock:
+        handle.sequence = Sequence() if on else None
 
 
 def _last_error():
@@ -205,6 +216,7 @@ RESTORE_HOST_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, *_FRAME, ctype
 RESTORE_DEVICE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, *_FRAME, ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_void_p)
 LAST_ERROR_FN = ctypes.CFUNCTYPE(ctypes.c_void_p)
 DESTROY_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+VIDEO_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
 
 
 class RestoreCAPI(ctypes.Structure):
@@ -218,13 +230,14 @@ class RestoreCAPI(ctypes.Structure):
         ("restore_device", RESTORE_DEVICE_FN),
         ("last_error", LAST_ERROR_FN),
         ("destroy", DESTROY_FN),
+        ("video", VIDEO_FN),  # later entries go at the end: a table that grew keeps ABI 1
     ]
 
 
 # The CFUNCTYPE objects must live as long as the table: C holds only their code pointers.
 _TABLE = RestoreCAPI(ABI_VERSION, ctypes.sizeof(RestoreCAPI), VERSION_FN(_version), CREATE_FN(_create),
                      SCALE_FN(_scale), RESTORE_HOST_FN(_restore_host), RESTORE_DEVICE_FN(_restore_device),
-                     LAST_ERROR_FN(_last_error), DESTROY_FN(_destroy))
+                     LAST_ERROR_FN(_last_error), DESTROY_FN(_destroy), VIDEO_FN(_video))
 
 _capsule_new = ctypes.pythonapi.PyCapsule_New
 _capsule_new.restype = ctypes.py_object

@@ -175,7 +175,8 @@ class Tiler:
         held = sequence is not None and self.scale == 1
         if held and out is not None and not isinstance(out, np.ndarray):
             raise ConfigError("out", "a video frame (sequence) is restored into an array, not a strip writer")
-        frame = np.array(image) if held and out is image else image  # the input, for the held correction
+        # the input, for the held correction, kept where the output overwrites it
+        frame = np.array(image) if held and out is not None and np.may_share_memory(out, image) else image
         job, ys, xs, padded_h = self._plan(image, out, skip_tiles, on_tiles)
         if self.backend.takes_posterior:
             job.posterior = self._estimate(job, ys, xs, sequence)

@@ -5,6 +5,9 @@
  *       image: any buffer (e.g. a NumPy array) H x W x C of uint8 / uint16 / float32 whose pixels
  *       are contiguous within a row (rows may be strided). Creates a restorer, restores the frame
  *       with the GIL released, destroys the restorer.
+ *   restore_sample.restore_video(model, backend, frames, height, width, channels) -> [bytes, ...]
+ *       frames: a sequence of packed uint8 H x W x C frames (bytes-like) of one video, restored
+ *       in order as a video by one restorer (the API's video mode), with the GIL released.
  *   restore_sample.restore_device(model, backend, src, dst, height, width, channels, stream) -> None
  *       src/dst: device pointers (ints) of uint8 frames with packed rows; stream: a cudaStream_t.
  *
@@ -101,6 +104,61 @@ done:
     return result;
 }
 
+static PyObject *sample_restore_video(PyObject *self, PyObject *args)
+{
+    const char *model, *backend;
+    PyObject *frames;
+    int height, width, channels;
+    if (!PyArg_ParseTuple(args, "zzOiii", &model, &backend, &frames, &height, &width, &channels))
+        return NULL;
+    PyObject *seq = PySequence_Fast(frames, "frames must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    RestoreHandle *r = NULL;
+    int status = Restore_API->create(model, backend, 0, -1, &r);
+    if (status == RESTORE_OK)
+        status = Restore_API->video(r, 1);
+    if (status != RESTORE_OK) {
+        Py_DECREF(seq);
+        return fail(status, r);
+    }
+    int scale = 1;
+    Restore_API->scale(r, &scale);
+    Py_ssize_t in_stride = (Py_ssize_t)width * channels, out_stride = in_stride * scale;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *result = PyList_New(n);
+    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &view, PyBUF_SIMPLE) < 0) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyObject *out = view.len == in_stride * height ? PyBytes_FromStringAndSize(NULL, out_stride * height * scale) : NULL;
+        if (out == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a frame is not height x width x channels bytes");
+            PyBuffer_Release(&view);
+            Py_CLEAR(result);
+            break;
+        }
+        char *dst = PyBytes_AS_STRING(out);
+        Py_BEGIN_ALLOW_THREADS
+        status = Restore_API->restore_host(r, view.buf, height, width, channels, RESTORE_UINT8, in_stride, dst, out_stride);
+        Py_END_ALLOW_THREADS
+        PyBuffer_Release(&view);
+        if (status != RESTORE_OK) {
+            Py_DECREF(out);
+            Py_CLEAR(result);
+            Py_DECREF(seq);
+            return fail(status, r);
+        }
+        PyList_SET_ITEM(result, i, out);
+    }
+    Py_DECREF(seq);
+    Restore_API->destroy(r);
+    return result;
+}
+
 static PyObject *sample_restore_device(PyObject *self, PyObject *args)
 {
     const char *model, *backend;
@@ -129,6 +187,8 @@ static PyMethodDef sample_methods[] = {
     {"version", sample_version, METH_NOARGS, "restore's version, through the C API."},
     {"restore", (PyCFunction)(void (*)(void))sample_restore, METH_VARARGS | METH_KEYWORDS,
      "restore(model, backend, image, tile=0, overlap=-1) -> (bytes, height, width, channels)"},
+    {"restore_video", sample_restore_video, METH_VARARGS,
+     "restore_video(model, backend, frames, height, width, channels) -> [bytes, ...]"},
     {"restore_device", sample_restore_device, METH_VARARGS,
      "restore_device(model, backend, src, dst, height, width, channels, stream) -> None"},
     {NULL, NULL, 0, NULL},

@@ -88,6 +88,12 @@ typedef struct RestoreCAPI {
 
     /* Release the restorer (NULL or an already destroyed handle is ignored). */
     void (*destroy)(RestoreHandle *r);
+
+    /* on != 0: the restorer's next frames (restore_host / restore_device) are one video's, in
+     * order: the blur estimate is averaged over them and, where the picture did not move, the
+     * previous frame's correction is held (a static scene does not flicker). Each call with
+     * on != 0 starts a new video; on = 0 goes back to still pictures (the default). */
+    int (*video)(RestoreHandle *r, int on);
 } RestoreCAPI;
 
 #if defined(RESTORE_API_UNIQUE_SYMBOL)

@@ -73,7 +73,7 @@ def test_capsule_is_the_table(sample):
     get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, (ctypes.py_object, ctypes.c_char_p)
     table = capi.RestoreCAPI.from_address(get_pointer(capi._C_API, capi.CAPSULE_NAME))
     assert table.abi_version == capi.ABI_VERSION and table.struct_size == ctypes.sizeof(capi.RestoreCAPI)
-    assert ctypes.sizeof(capi.RestoreCAPI) == 8 + 7 * ctypes.sizeof(ctypes.c_void_p)  # the C layout
+    assert ctypes.sizeof(capi.RestoreCAPI) == 8 + 8 * ctypes.sizeof(ctypes.c_void_p)  # the C layout
     assert sample.version() == ctypes.string_at(table.version()).decode()
 
 
@@ -84,6 +84,18 @@ def test_c_restore_equals_python_restorer(sample, artifact):
         expected = restorer.restore(image)
     assert out.shape == (45, 70, 3)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_c_video_equals_python_stream(sample, artifact):
+    still = frame((45, 70, 3)) // 2 + 64
+    frames = [still, still.copy(), frame((45, 70, 3), seed=4)]
+    frames[1][10:13, 10:13] += 3  # the codec's noise: the correction is held where nothing moved
+    out = [np.frombuffer(b, np.uint8).reshape(45, 70, 3) for b in sample.restore_video(str(artifact), "onnxruntime", frames, 45, 70, 3)]
+    with Restorer(artifact, backend="onnxruntime") as restorer:
+        expected = list(restorer.stream(frames))
+        alone = restorer.restore(frames[1])
+    assert all(np.array_equal(a, b) for a, b in zip(out, expected))
+    assert not np.array_equal(out[1], alone)  # a video, not stills
 
 
 def test_c_restore_strided_rows_alpha_and_16_bit(sample, artifact):
