@@ -99,6 +99,9 @@ class Backend:
 
     def estimate_impl(self, tiles):
         """The estimator graph on ONNX Runtime's CPU provider (a few tiles once per picture)."""
+        return self._estimator_session().run(None, {"tiles": np.ascontiguousarray(tiles, np.float32)})[0]
+
+    def _estimator_session(self):
         if self._estimator is None:
             import onnxruntime as ort
 
@@ -113,7 +116,7 @@ class Backend:
             except Exception as e:
                 first = str(e).strip().splitlines()[0][:200]
                 raise ModelError(self.model.estimator, f"ONNX Runtime cannot load this estimator graph ({first})", "re-export it with restore-export") from None
-        return self._estimator.run(None, {"tiles": np.ascontiguousarray(tiles, np.float32)})[0]
+        return self._estimator
 
     def deactivate_impl(self):
         pass
@@ -122,6 +125,12 @@ class Backend:
     def activate(self):
         if not self.is_active:
             self.activate_impl()
+            if self.takes_posterior and type(self).estimate_impl is Backend.estimate_impl:
+                try:  # a missing or broken estimator graph is found on open, not at the first picture
+                    self._estimator_session()
+                except BaseException:
+                    self.deactivate_impl()
+                    raise
             self.is_active = True
         return self
 

@@ -8,7 +8,7 @@ import torch
 
 from restore.export.exporter import ExportOptions, export_checkpoint
 from restore.runtime.api import Restorer
-from restore.runtime.errors import BackendError
+from restore.runtime.errors import BackendError, ModelError
 from restore.runtime.sequence import Sequence
 from restore.trainer.checkpoint import save_checkpoint
 from restore.trainer.models import build_model
@@ -88,3 +88,26 @@ def test_a_videos_estimate_follows_its_frames_and_resumes_as_one_run(artifact):
         r.restore(b, sequence=resumed)
         r.follow(a, resumed)  # a frame kept from an interrupted run, not restored again
         assert np.array_equal(r.restore(b, sequence=resumed), after_a)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_missing_or_broken_estimator_graph_is_refused_on_open(tmp_path, artifact, damage):
+    import shutil
+    import subprocess
+    import sys
+
+    import cv2
+
+    out, _ = artifact
+    broken = shutil.copytree(out, tmp_path / "model")
+    if damage == "missing":
+        (broken / "estimator.onnx").unlink()
+    else:
+        (broken / "estimator.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="no estimator graph" if damage == "missing" else "cannot load this estimator graph"):
+        Restorer(broken, backend="onnxruntime")
+    cv2.imwrite(str(tmp_path / "in.png"), picture())
+    run = subprocess.run([sys.executable, "-m", "restore.runtime", "run", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),
+                          "--model", str(broken), "--backend", "onnxruntime", "-q"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 4 and len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert not (tmp_path / "out.png").exists()
