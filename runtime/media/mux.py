@@ -4,8 +4,9 @@
 (bounded queue: a slow encoder makes the restorer wait) and muxes them with the packets of the
 source's other streams. Stream policy (``plan_streams``): audio, subtitles and chapters/metadata
 are copied packet for packet; an audio stream the container cannot hold is transcoded (AAC, or
-Opus for WebM) and a subtitle or data stream it cannot hold is dropped -- each with a one-line
-notice on stderr. ``--audio none`` leaves audio out, ``--audio aac`` transcodes it.
+Opus for WebM), a text subtitle stream converted (to mov_text for MP4/MOV, WebVTT for WebM), and
+a bitmap subtitle or data stream it cannot hold is dropped -- each with a one-line notice on
+stderr. ``--audio none`` leaves audio out, ``--audio aac`` transcodes it.
 
 Outputs are atomic. A file is written to a hidden, unique ``.NAME.XXXXXXXX.partial.EXT`` made by
 this run (runtime/atomic.py) and renamed when done, after checking that every encoded frame is in
@@ -78,6 +79,48 @@ class Route:
     out: object
     transcode: bool
 
+    def packets(self, packet):
+        """The output packets for one packet of the source stream."""
+        if not self.transcode:
+            packet.stream = self.out
+            return [packet]
+        if self.source.type == "subtitle":
+            cues = self.source.codec_context.decode2(packet)
+            if cues is None:
+                return []
+            encoded = self.out.codec_context.encode_subtitle(cues)
+            encoded.stream, encoded.time_base = self.out, packet.time_base
+            encoded.pts, encoded.dts, encoded.duration = packet.pts, packet.pts, packet.duration
+            return [encoded]
+        encoded = []
+        for frame in self.source.decode(packet):
+            frame.pts = None  # the encoder's own sample count: transcoded audio starts where the source's does
+            encoded.extend(self.out.encode(frame))
+        return encoded
+
+    def flush(self):
+        """The packets a transcoding encoder still holds at the end."""
+        return self.out.encode(None) if self.transcode and self.source.type == "audio" else []
+
+
+TEXT_SUBTITLES = ("mov_text", "webvtt")  # what text subtitles become where their own codec cannot go
+
+
+def _text_subtitle_stream(out, stream, supported):
+    """An output stream converting the text subtitle ``stream`` to a codec ``out`` holds, or None."""
+    import av
+
+    codec = stream.codec_context.codec if stream.codec_context else None
+    target = next((c for c in TEXT_SUBTITLES if c in supported), None)
+    if codec is None or target is None or not codec.properties & av.codec.codec.Properties.TEXT_SUB.value:
+        return None
+    decoder = stream.codec_context
+    decoder.open()  # its ASS header is what the encoder starts from
+    encoded = out.add_stream(target)
+    encoded.time_base = stream.time_base
+    encoded.codec_context.subtitle_header = decoder.subtitle_header
+    return encoded
+
 
 def plan_streams(src, out, audio, skip_index, subject):
     """Routes for the source's streams other than the restored video (see the module doc)."""
@@ -104,6 +147,9 @@ def plan_streams(src, out, audio, skip_index, subject):
                 routes[stream.index] = Route(stream, encoded, True)
         elif stream.type == "subtitle" and _holds(supported, name):
             routes[stream.index] = Route(stream, out.add_stream_from_template(stream), False)
+        elif stream.type == "subtitle" and (converted := _text_subtitle_stream(out, stream, supported)) is not None:
+            notice(f"{subject}: {out.format.name} cannot hold {name} subtitles: stream {stream.index} converted to {converted.codec_context.name}")
+            routes[stream.index] = Route(stream, converted, True)
         elif stream.type == "video":
             notice(f"{subject}: only the first video stream is restored: video stream {stream.index} ({name}) dropped")
             continue
@@ -212,14 +258,7 @@ class VideoWriter:
             self.container.mux(packet)
 
     def _copy(self, packet):
-        route = self._routes[packet.stream.index]
-        if not route.transcode:
-            packet.stream = route.out
-            self.container.mux(packet)
-            return
-        for frame in route.source.decode(packet):
-            frame.pts = None  # the encoder's own sample count: transcoded audio starts where the source's does
-            self.container.mux(route.out.encode(frame))
+        self.container.mux(self._routes[packet.stream.index].packets(packet))
 
     # --- caller side ---------------------------------------------------------------------------
     def write(self, image, pts=None):
@@ -257,8 +296,7 @@ class VideoWriter:
             try:
                 self._mux_encoded(self.encoder.encode(None))
                 for route in self._routes.values():
-                    if route.transcode:
-                        self.container.mux(route.out.encode(None))
+                    self.container.mux(route.flush())
             except Exception as e:  # noqa: BLE001 -- reported like an error in the thread
                 self._error = e
         self._close_container()

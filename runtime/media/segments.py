@@ -111,17 +111,9 @@ def join_pieces(source, pieces, dst, audio="copy"):
                         packet.stream = video
                         out.mux(packet)
                         continue
-                    route = routes[packet.stream.index]
-                    if not route.transcode:
-                        packet.stream = route.out
-                        out.mux(packet)
-                        continue
-                    for frame in route.source.decode(packet):
-                        frame.pts = None
-                        out.mux(route.out.encode(frame))
+                    out.mux(routes[packet.stream.index].packets(packet))
                 for route in routes.values():
-                    if route.transcode:
-                        out.mux(route.out.encode(None))
+                    out.mux(route.flush())
             written = count_video_packets(tmp)
             if written != frames:
                 raise OutputError(dst, f"the joined video holds {written} of the {frames} restored frames", "run again (with --resume)")

@@ -159,7 +159,7 @@ def test_other_codecs_and_audio_the_container_cannot_hold(tmp_path, identity, ca
     assert err == (f"restore: note: {src}: {note}\n" if note else ""), err
 
 
-def test_subtitles_are_copied_where_the_container_holds_them(tmp_path, identity, capfd):
+def test_subtitles_are_copied_converted_or_dropped_with_a_note(tmp_path, identity, capfd):
     from fractions import Fraction
 
     src = tmp_path / "subs.mkv"
@@ -183,12 +183,22 @@ def test_subtitles_are_copied_where_the_container_holds_them(tmp_path, identity,
         with av.open(str(path)) as c:
             return [(bytes(p), float(p.pts * p.time_base)) for s in c.streams.subtitles for p in c.demux(s) if p.size]
 
+    def lines(path):
+        """(text, start, duration) of every cue, decoded (MP4's and WebM's are not srt packets)."""
+        with av.open(str(path)) as c:
+            return [(cue.dialogue, float(p.pts * p.time_base), float(p.duration * p.time_base))
+                    for s in c.streams.subtitles for p in c.demux(s) if p.size for cue in s.decode(p) if cue.dialogue]
+
     capfd.readouterr()
     media.restore_video(identity, src, tmp_path / "out.mkv", progress=False)
     assert cues(tmp_path / "out.mkv") == [(b"line 2", 0.2), (b"line 6", 0.6)] and capfd.readouterr().err == ""
-    media.restore_video(identity, src, tmp_path / "out.mp4", progress=False)
-    assert cues(tmp_path / "out.mp4") == []
-    assert capfd.readouterr().err == f"restore: note: {src}: mp4 cannot hold subtitle stream 1 (srt): dropped\n"
+    for suffix, fmt, codec, video in ((".mp4", "mp4", "mov_text", "h264"), (".webm", "webm", "webvtt", "av1")):
+        media.restore_video(identity, src, tmp_path / f"out{suffix}", progress=False, settings=media.EncoderSettings(video))
+        assert lines(tmp_path / f"out{suffix}") == [(b"line 2", 0.2, 0.15), (b"line 6", 0.6, 0.15)], suffix
+        assert capfd.readouterr().err == f"restore: note: {src}: {fmt} cannot hold srt subtitles: stream 1 converted to {codec}\n"
+    media.restore_video(identity, src, tmp_path / "out.avi", progress=False)
+    assert cues(tmp_path / "out.avi") == []
+    assert capfd.readouterr().err == f"restore: note: {src}: avi cannot hold subtitle stream 1 (srt): dropped\n"
 
 
 def test_size_change_mid_stream_is_refused_in_one_line(tmp_path, model, monkeypatch, capsys):
