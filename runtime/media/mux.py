@@ -47,7 +47,7 @@ def check_container(settings, dst):
     fmt = output_format(dst)
     if fmt is None:
         raise ConfigError(dst, f"cannot write {Path(str(dst)).suffix or 'extensionless'} video", f"use one of {', '.join(sorted(OUTPUT_FORMATS))}")
-    if not _holds(_supported_codecs(fmt), settings.spec.family):
+    if not _holds(supported_codecs(fmt), settings.spec.family):
         raise ConfigError(dst, f"{fmt} cannot hold {settings.codec} video", "choose another --codec or output suffix (.mkv holds them all)")
     return fmt
 
@@ -55,7 +55,7 @@ def check_container(settings, dst):
 _UNLISTED = {"mpegts"}  # muxers without a codec table: PyAV lists only their default codecs
 
 
-def _supported_codecs(fmt):
+def supported_codecs(fmt):
     """What the muxer ``fmt`` takes; empty when it does not say (see _holds)."""
     import io
 
@@ -124,7 +124,7 @@ def _text_subtitle_stream(out, stream, supported):
 
 def plan_streams(src, out, audio, skip_index, subject):
     """Routes for the source's streams other than the restored video (see the module doc)."""
-    supported = _supported_codecs(out.format.name)
+    supported = supported_codecs(out.format.name)
     target = "aac" if _holds(supported, "aac") else "libopus" if _holds(supported, "opus") else None
     routes = {}
     for stream in src.streams:
@@ -158,6 +158,14 @@ def plan_streams(src, out, audio, skip_index, subject):
             continue
         routes[stream.index].out.metadata.update(stream.metadata)
     return routes
+
+
+def copy_container_info(src, out):
+    """The source container's metadata (less what the muxer writes itself) and chapters."""
+    out.metadata.update({k: v for k, v in src.metadata.items() if k not in _DROPPED_METADATA})
+    chapters = src.chapters()
+    if chapters:
+        out.set_chapters(chapters)
 
 
 class VideoWriter:
@@ -210,10 +218,7 @@ class VideoWriter:
                 subject = source.subject
                 self._routes = plan_streams(source.container, self.container, audio, source.stream.index, subject)
                 source.passthrough = set(self._routes)
-                self.container.metadata.update({k: v for k, v in source.container.metadata.items() if k not in _DROPPED_METADATA})
-                chapters = source.container.chapters()
-                if chapters:
-                    self.container.set_chapters(chapters)
+                copy_container_info(source.container, self.container)
             self._thread = threading.Thread(target=self._encode, name="encode", daemon=True)
             self._thread.start()
         except BaseException:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path
 from ..errors import InputError, OutputError
-from .mux import _DROPPED_METADATA, _supported_codecs, plan_streams
+from .mux import copy_container_info, plan_streams, supported_codecs
 from .probe import count_video_packets, video_stream
 from .sources import output_format
 
@@ -34,7 +34,7 @@ class Segment:
 
 def piece_suffix(codec_name):
     """.mp4 where MP4 holds ``codec_name`` (time base and decode timestamps kept), else .mkv."""
-    return ".mp4" if codec_name in _supported_codecs("mp4") else ".mkv"
+    return ".mp4" if codec_name in supported_codecs("mp4") else ".mkv"
 
 
 def cut_at_keyframes(src, folder, min_frames):
@@ -100,10 +100,7 @@ def join_pieces(source, pieces, dst, audio="copy"):
                 video = out.add_stream_from_template(video_stream(first, pieces[0][0]))
                 video.time_base = src_video.time_base
                 routes = plan_streams(src, out, audio, src_video.index, source)
-                out.metadata.update({k: v for k, v in src.metadata.items() if k not in _DROPPED_METADATA})
-                chapters = src.chapters()
-                if chapters:
-                    out.set_chapters(chapters)
+                copy_container_info(src, out)
                 copied = (p for p in src.demux([r.source for r in routes.values()]) if p.size) if routes else iter(())
                 restored = _video_packets(pieces, src_video.time_base)
                 for packet in heapq.merge(restored, copied, key=_packet_time):
