@@ -23,14 +23,14 @@ SAMPLES_DIR = Path(__file__).parent / "samples"
 QUALITY_SUFFIXES = {".jpg", ".jpeg", ".webp"}  # the outputs --quality applies to
 
 
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
+def _stop_signals_as_interrupt():
+    """SIGTERM stops a run the way Ctrl-C does (partial outputs handled, exit 130); both are
+    counted, so a Ctrl-C that ends an FFmpeg call is told from that call's failure (sources.py)."""
+    from .media.sources import stop_signal
 
-
-def _sigterm_as_interrupt():
-    """SIGTERM stops a run the way Ctrl-C does (partial outputs handled, exit 130)."""
     try:
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop_signal)
     except ValueError:  # not the main thread (e.g. called from a test runner thread)
         pass
 
@@ -237,7 +237,7 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
     frame rate. A failing file is reported at the end and the others still run (exit 8)."""
     from .api import Restorer
 
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     raw = _raw_format(raw, inputs)
     jobs = _expand(list(inputs), output, fps, frames, quality)
     _check_outputs(jobs, overwrite)
@@ -297,7 +297,7 @@ def demo(output, model, backend, samples, quiet):
     from .atomic import atomic_write_text
     from .streams import read_image, write_image
 
-    _sigterm_as_interrupt()
+    _stop_signals_as_interrupt()
     paths = sorted(samples.glob("*.png")) if samples.is_dir() else []
     if not paths:
         raise InputError(samples, "no sample PNGs here", "give --samples FOLDER")

@@ -98,6 +98,18 @@ def output_format(dst):
     return STDOUT_FORMAT if str(dst) == STDIO else OUTPUT_FORMATS.get(Path(dst).suffix.lower())
 
 
+_stop_signals = 0  # SIGINT/SIGTERM received (``stop_signal``)
+
+
+def stop_signal(signum, frame):
+    """``restore run``'s SIGINT and SIGTERM handler: a KeyboardInterrupt, counted. A signal that
+    ends an FFmpeg call on the main thread (PyAV's interrupt callback) surfaces only as FFmpeg's
+    "Immediate exit requested", the same error as a read timeout; the count tells them apart."""
+    global _stop_signals
+    _stop_signals += 1
+    raise KeyboardInterrupt
+
+
 def open_source(src, live_timeout=5.0, raw=None):
     """An opened PyAV input container for ``src`` (``raw``: a RawFormat, for raw frames on stdin);
     InputError (one line) when FFmpeg cannot."""
@@ -112,6 +124,7 @@ def open_source(src, live_timeout=5.0, raw=None):
             raise InputError(path, "empty file (0 bytes)", "re-create or remove it")
     if src_text == STDIO and sys.stdin is None:  # started with stdin closed (a shell's <&-)
         raise InputError(display_name(src), "standard input is closed", "pipe a video in, or give a file")
+    signals = _stop_signals
     try:
         if src_text == STDIO and raw is not None:
             return av.open(_STDIN, "r", format="rawvideo", options=raw.options())
@@ -124,6 +137,8 @@ def open_source(src, live_timeout=5.0, raw=None):
         return av.open(src_text, "r")
     except av.FFmpegError as e:
         raise_pending_interrupt()
+        if _stop_signals != signals:
+            raise KeyboardInterrupt from None
         raise InputError(display_name(src) if is_stream(src) else src, f"cannot open this video ({_reason(e)})",
                          "check the file, URL or device") from None
 

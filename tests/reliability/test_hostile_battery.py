@@ -223,9 +223,6 @@ def test_quality_without_a_jpeg_or_webp_output_is_refused(tmp_path, kit, tiny_mo
     assert not (tmp_path / output).exists()
 
 
-@pytest.mark.xfail(strict=True, reason="PyAV's interrupt callback turns a Ctrl-C during a URL's open into FFmpeg's "
-                   "AVERROR_EXIT ('Immediate exit requested'), the same error as its read timeout; telling them apart "
-                   "needs a record of the signal (a SIGINT handler in run_cli.py), not a local change")
 def test_ctrl_c_while_a_url_drips_is_an_interrupt(tmp_path, tiny_model):
     """An http server that sends one byte every half second: Ctrl-C gave exit 3 'cannot open
     this video (Immediate exit requested)', not 130."""
