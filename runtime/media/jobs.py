@@ -76,9 +76,7 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
             writer.copy(reader.leftover)
     except KeyboardInterrupt:
         bar.close()
-        kept = writer.abort(keep_partial=True)
-        if kept is not None:
-            print(f"interrupted: kept the {writer.frames} frames restored so far as {kept}", file=sys.stderr, flush=True)
+        _keep_interrupted(writer)
         raise
     except TruncatedVideo as e:  # the frames before the damage are worth keeping, as a partial
         bar.close()
@@ -90,7 +88,18 @@ def restore_frames(restorer, frames, writer, total=None, name="", skip_tiles=Non
         writer.abort(keep_partial=False)
         raise
     bar.close()
-    return writer.close()
+    try:
+        return writer.close()
+    except KeyboardInterrupt:  # while the file was being finished: every frame is in it
+        _keep_interrupted(writer)
+        raise
+
+
+def _keep_interrupted(writer):
+    """After a Ctrl-C: the frames restored so far, kept as a playable NAME.partial.EXT."""
+    kept = writer.abort(keep_partial=True)
+    if kept is not None:
+        print(f"interrupted: kept the {writer.frames} frames restored so far as {kept}", file=sys.stderr, flush=True)
 
 
 def restore_video(restorer, src, dst, skip_tiles=None, progress=True, settings=None, audio="copy", live=None, resume=False, raw=None):

@@ -12,7 +12,8 @@ Outputs are atomic. A file is written to a hidden, unique ``.NAME.XXXXXXXX.parti
 this run (runtime/atomic.py) and renamed when done, after checking that every encoded frame is in
 it. On Ctrl-C/SIGTERM the encoder is flushed and the container finished (so its index is written)
 and the file is kept as ``NAME.partial.EXT`` when that name is free (runtime/outputs.py): a
-playable video of the frames restored so far, whose name says it is incomplete. On any other
+playable video of the frames restored so far, whose name says it is incomplete -- also when the
+signal lands while the file is being finished (then with every frame). On any other
 error it is removed. No run deletes a partial file it did not make, a resumed one included. ``-`` writes the container (Matroska) to stdout, nothing else goes there.
 """
 import contextlib
@@ -337,7 +338,10 @@ class VideoWriter:
         except OSError as e:
             self._remove_tmp()
             raise output_error(self.path, e) from None
-        except BaseException:  # including Ctrl-C while finishing: no temporary file stays behind
+        except KeyboardInterrupt:  # while finishing: ``abort`` may still keep what plays
+            self._ended = False
+            raise
+        except BaseException:
             self._remove_tmp()
             raise
         return self.path

@@ -48,11 +48,13 @@ def test_signal_mid_video_leaves_a_playable_partial_or_nothing(tmp_path, tiny_mo
     assert "Traceback" not in stderr, stderr
     assert not out.exists(), "an interrupted run must not leave a file at the final name"
     assert not temporaries(out), "the temporary file must be finished or removed"
-    # Frames had been written, so the run keeps them as NAME.partial.EXT, and that file must play.
+    # Frames had been written, so the run keeps them as NAME.partial.EXT, and that file must play
+    # (all 300 when the signal came while the file was being finished: its encoder's flush is
+    # what grew it past min_bytes; a Ctrl-C there threw every restored frame away before).
     partial = out.with_name(f"{out.stem}.partial{suffix}")
     assert partial.exists(), stderr
     frames = kit.decodable_frames(partial)
-    assert 1 <= frames < 300
+    assert 1 <= frames <= 300
     assert f"kept the {frames} frames restored so far as {partial}" in stderr
     assert stderr.strip().splitlines()[-1] == "restore: interrupted"
 

@@ -490,3 +490,26 @@ def test_live_flag_paces_a_file_by_its_timestamps(tmp_path, model, monkeypatch, 
     written = int(line.split(", ")[1].split()[0])
     times = describe(tmp_path / "out.mkv")["times"]
     assert len(times) == written >= 18 and set(times) <= {i / 20 for i in range(20)}  # a drop under heavy load is allowed
+
+
+def test_ctrl_c_while_the_file_is_finished_keeps_every_frame_as_a_partial(tmp_path, identity, monkeypatch, capsys):
+    """The last step of a run (flush, trailer, the check that every frame is in the file) can take
+    a while; a Ctrl-C there threw all the restored frames away. Now they are kept, as NAME.partial.EXT."""
+    from restore.runtime.media import mux
+
+    src = write_test_video(tmp_path / "in.mkv", frames=6)
+    count = mux.count_video_packets
+    calls = []
+
+    def interrupted_once(path):  # the Ctrl-C lands in the writer's final check
+        calls.append(path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return count(path)
+
+    monkeypatch.setattr(mux, "count_video_packets", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        media.restore_video(identity, src, tmp_path / "out.mp4", progress=False)
+    assert not (tmp_path / "out.mp4").exists() and sorted(p.name for p in tmp_path.glob("*out*")) == ["out.partial.mp4"]
+    assert count(tmp_path / "out.partial.mp4") == 6
+    assert "interrupted: kept the 6 frames restored so far" in capsys.readouterr().err
