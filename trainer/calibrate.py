@@ -21,7 +21,7 @@ import click
 import numpy as np
 import torch
 
-from restore.runtime.errors import ConfigError, InputError
+from restore.runtime.errors import ConfigError
 
 from . import holdout
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -29,6 +29,7 @@ from .datasets import builtin_images
 from .inference import restore_array
 from .metrics import psnr
 from .models import build_model
+from .run_dir import final_weights
 
 SEED = 20261202
 CROP = 256
@@ -73,9 +74,7 @@ def choose(rows):
 
 def calibrate(run_dir, out_dir=None, log=print):
     run_dir = Path(run_dir)
-    final = run_dir / "checkpoints" / "final.safetensors"
-    if not final.is_file():
-        raise InputError(final, "no final weights in this run", "let the run finish (Ctrl-C also saves them)")
+    final = final_weights(run_dir)
     ckpt = load_checkpoint(final)
     model = model_from_checkpoint(ckpt).eval()
     if getattr(model, "backoff", None) is None:

@@ -16,12 +16,20 @@ from pathlib import Path
 import numpy as np
 
 from restore.runtime.atomic import atomic_path, atomic_write_text
-from restore.runtime.errors import OutputError
+from restore.runtime.errors import InputError, OutputError
 
 from .checkpoint import save_checkpoint
 
 # What a run directory holds (the list above): a new run goes only where nothing else is.
 RUN_DIR_NAMES = {"config.yaml", "metrics.jsonl", "curves.png", "samples", "checkpoints", "best.json"}
+
+
+def final_weights(run_dir):
+    """``run_dir``'s checkpoints/final.safetensors; InputError when the run has none."""
+    final = Path(run_dir) / "checkpoints" / "final.safetensors"
+    if not final.is_file():
+        raise InputError(final, "no final weights in this run", "let the run finish (Ctrl-C also saves them)")
+    return final
 
 
 def check_new_run_dir(path):

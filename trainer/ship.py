@@ -23,10 +23,10 @@ from pathlib import Path
 import click
 
 from restore.runtime.artifact import DEFAULT_MODEL_DIR
-from restore.runtime.errors import InputError
 
 from .checkpoint import model_from_checkpoint
 from .datasets import real_blur_photo
+from .run_dir import final_weights
 from .sharpness import before_after
 
 WEIGHTS = "model.safetensors"
@@ -39,9 +39,7 @@ def ship(run_dir, dest=DEFAULT_MODEL_DIR, log=print):
     from restore.export.exporter import ExportOptions, export_checkpoint
 
     run_dir = Path(run_dir)
-    final = run_dir / "checkpoints" / "final.safetensors"
-    if not final.is_file():
-        raise InputError(final, "no final weights in this run", "let the run finish (Ctrl-C also saves them)")
+    final = final_weights(run_dir)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".ship.") as tmp:
