@@ -15,8 +15,19 @@ RUN = "from restore.runtime.cli import main; main()"
 
 
 def start_run(*args):
-    return subprocess.Popen([sys.executable, "-c", RUN, "run", *map(str, args)], stdout=subprocess.PIPE,
+    # -X faulthandler: a run that hangs is made to dump its threads' stacks (``finish``)
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-c", RUN, "run", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout=60):
+    """The run's stderr once it exits; a run still going after ``timeout`` s fails the test with
+    every thread's stack (SIGABRT makes faulthandler print them)."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        pytest.fail(f"restore run still running {timeout} s after the signal; its threads:\n{proc.communicate(timeout=30)[1]}")
 
 
 def temporaries(out):
@@ -43,7 +54,7 @@ def test_signal_mid_video_leaves_a_playable_partial_or_nothing(tmp_path, tiny_mo
     proc = start_run(video, "-o", out, "--model", tiny_model, "-q")
     wait_for_frames(out, proc, min_bytes=20_000)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = finish(proc)
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr, stderr
     assert not out.exists(), "an interrupted run must not leave a file at the final name"
@@ -66,7 +77,7 @@ def test_signal_at_start_up_leaves_nothing_or_a_playable_partial(tmp_path, tiny_
     proc = start_run(video, "-o", out, "--model", tiny_model, "-q")
     time.sleep(delay)  # loading the model, or at the first frames
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = finish(proc)
     # 0: it finished first; -SIGTERM: the signal came while Python was still importing, before
     # `restore run` took SIGTERM over, or during interpreter shutdown after it finished
     assert proc.returncode in (EXIT_INTERRUPTED, 0, -signal.SIGTERM), stderr
@@ -124,7 +135,7 @@ def test_signal_while_streaming_a_big_png_leaves_no_file(tmp_path, tiny_model, k
         assert time.monotonic() < deadline, "the output was never started"
         time.sleep(0.02)
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = finish(proc)
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr
     assert list(out.parent.iterdir()) == []
@@ -151,7 +162,7 @@ def test_resume_after_an_interrupted_video_finishes_it_and_keeps_the_partial(tmp
     proc = start_run(video, "-o", out, "--model", tiny_model, "-q")
     wait_for_frames(out, proc, min_bytes=20_000)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    stderr = finish(proc)
     assert proc.returncode == EXIT_INTERRUPTED and (tmp_path / "out" / "clip.partial.avi").exists(), stderr
     again = kit.run_cli("restore", "run", video, "-o", out, "--model", tiny_model, "--resume", "-q")
     assert again.code == 0, again.stderr
