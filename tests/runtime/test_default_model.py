@@ -24,8 +24,9 @@ def test_shipped_files_belong_together():
 
 def test_default_runs_on_onnxruntime_and_matches_the_checkpoint():
     image = read_image(SAMPLE)[:256, :256]
-    with Restorer("default") as r:  # auto: no TensorRT engine is shipped, so ONNX Runtime
-        assert r.backend.name == "onnxruntime"
+    with Restorer("default") as r:  # auto: no TensorRT engine is shipped, so a CPU engine without torch
+        # which of the two is timed on this machine (cpu_choice.py): on a loaded one OpenVINO can win
+        assert r.backend.name in ("onnxruntime", "openvino")
         out = r.restore(image.astype(np.float32) / 255)
     assert out.shape == (256, 256, 3)
     pytest.importorskip("torch")
