@@ -25,53 +25,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..degradations import centred_kernel, defocus_kernel, gaussian_kernel, linear_motion_kernel, trajectory_kernel
+from ..degradations import centred_kernel, defocus_kernel, gaussian_kernel, linear_motion_kernel
 
 KERNEL_SIZE = 31  # bank 1's and its training targets' support (a 27 px line fits)
 WINDOW = 64  # Welch window of the spectrum estimate
 SPECTRUM_FLOOR = 1e-10  # far below any textured window's gradient power (about 1e-2 .. 1e2)
-BANKS = {1: 31, 2: 39, 3: 39}  # bank version -> kernel support (bank 2: a 35 px line fits)
-CURVES = 1500  # bank 3's point-symmetrised camera-shake paths
-CURVES_SEED = 20261203  # drawn from the training distribution's shapes, never a holdout's seed
+BANKS = {1: 31, 2: 39}  # bank version -> kernel support (bank 2: a 35 px line fits)
 
 
 def kernel_size(bank=1):
     return BANKS[bank]
 
 
-@lru_cache(maxsize=3)
+@lru_cache(maxsize=2)
 def kernel_bank(bank=1):
     """(N, size*size) float32, every kernel point-symmetric about the centre. Bank 1 (31 x 31):
     linear motion 3-27 px every 3 degrees, Gaussian sigma 0.5-3.5, defocus radius 1-4.5. Bank 2
     (39 x 39): bank 1's kernels in the same order (so a model trained on bank 1 grows into it:
     ``grow_classifier``), then motion 29-35 px, Gaussian sigma 3.75-5, defocus radius 4.75-8, and
     last the identity: "no blur", whose probability is how sure the estimator is that the picture
-    is already sharp (``SHARP``). Bank 3: bank 2's kernels in the same order, then ``CURVES``
-    curved camera-shake paths made point-symmetric ((k + k turned 180 degrees) / 2, the closest a
-    real Wiener filter can come to a curve: benchmarks/shake_kernels.py), then the identity, last."""
+    is already sharp (``SHARP``)."""
     kernels = [linear_motion_kernel(length, angle) for length in range(3, 28) for angle in range(0, 180, 3)]
     kernels += [gaussian_kernel(s) for s in np.arange(0.5, 3.51, 0.125)]
     kernels += [defocus_kernel(r) for r in np.arange(1.0, 4.51, 0.25)]
-    if bank >= 2:
+    if bank == 2:
         kernels += [linear_motion_kernel(length, angle) for length in range(29, 36, 2) for angle in range(0, 180, 3)]
         kernels += [gaussian_kernel(s) for s in np.arange(3.75, 5.01, 0.25)]
         kernels += [defocus_kernel(r) for r in np.arange(4.75, 8.01, 0.25)]
-    if bank == 3:
-        kernels += _symmetric_curves(CURVES, BANKS[bank] - 2)
-    if bank >= 2:
         kernels += [np.ones((1, 1), np.float32)]
     return np.stack([centred_kernel(k, BANKS[bank]).ravel() for k in kernels])
 
 
-SHARP = -1  # bank 2's and 3's last entry: the identity
-
-
-def _symmetric_curves(n, size):
-    """``n`` camera-shake paths (``trajectory_kernel``: extent 9-33 px, anxiety 0.05-0.6, as the
-    training data's), each averaged with itself turned 180 degrees, on a ``size`` grid."""
-    rng = np.random.default_rng(CURVES_SEED)
-    curves = [trajectory_kernel(rng, size=size, length=rng.uniform(9, 33), anxiety=rng.uniform(0.05, 0.6)) for _ in range(n)]
-    return [(k + k[::-1, ::-1]) / 2 for k in curves]
+SHARP = -1  # bank 2's last entry: the identity
 
 
 def takes_posterior(model):
@@ -81,29 +66,24 @@ def takes_posterior(model):
 
 
 def grow_classifier(state_dict, prefix, bank):
-    """Weights of an estimator over a smaller bank (``prefix`` + "classify.3.weight"/".bias")
-    grown to ``bank``'s rows: a new kernel starts as the old kernel nearest to it, less likely by
-    2 nats and by the log of how many new kernels share that nearest (their mass together is
-    e^-2 of the old one's), so the estimate barely moves at first; a new identity starts 4 nats below its nearest
-    (the model starts as it was, not backing off), an old one stays the last row. Returns the
-    state dict (changed in place)."""
+    """Weights of a bank-1 estimator (``prefix`` + "classify.3.weight"/".bias") grown to ``bank``'s
+    rows: a new kernel starts as the old kernel nearest to it, 2 nats less likely, so the
+    estimate barely moves at first; the identity starts 4 nats below its nearest (the model
+    starts as it was, not backing off). Returns the state dict (changed in place)."""
     weight, bias = state_dict[prefix + "classify.3.weight"], state_dict[prefix + "classify.3.bias"]
     new = kernel_bank(bank)
     if len(weight) >= len(new):
         return state_dict
-    banks = {len(kernel_bank(b)): b for b in BANKS if b < bank}
-    if len(weight) not in banks:
-        raise ValueError(f"{prefix}classify.3: {len(weight)} rows, no smaller bank than bank {bank}'s {len(new)} has that many")
-    size = BANKS[banks[len(weight)]]
-    old = np.stack([centred_kernel(k, BANKS[bank]) for k in kernel_bank(banks[len(weight)]).reshape(-1, size, size)])
-    kept = len(old) - (banks[len(weight)] >= 2)  # an old identity moves to the end
-    added = torch.from_numpy(new[kept:len(new) - (kept < len(old))])
-    nearest = torch.cdist(added, torch.from_numpy(old[:kept]).flatten(1)).argmin(1)
-    offset = -2.0 - torch.bincount(nearest).log()[nearest]
-    if kept == len(old):
-        offset[SHARP] = -4.0
-    state_dict[prefix + "classify.3.weight"] = torch.cat([weight[:kept], weight[nearest], weight[kept:]])
-    state_dict[prefix + "classify.3.bias"] = torch.cat([bias[:kept], bias[nearest] + offset.to(bias), bias[kept:]])
+    old = torch.from_numpy(kernel_bank(1).reshape(-1, 31, 31))
+    old = torch.from_numpy(np.stack([centred_kernel(k, BANKS[bank]) for k in old.numpy()])).flatten(1)
+    if len(weight) != len(old):
+        raise ValueError(f"{prefix}classify.3: {len(weight)} rows, neither bank 1's {len(old)} nor bank {bank}'s {len(new)}")
+    added = torch.from_numpy(new[len(old):])
+    nearest = torch.cdist(added, old).argmin(1)
+    offset = torch.full((len(added),), -2.0)
+    offset[SHARP] = -4.0
+    state_dict[prefix + "classify.3.weight"] = torch.cat([weight, weight[nearest]])
+    state_dict[prefix + "classify.3.bias"] = torch.cat([bias, bias[nearest] + offset.to(bias)])
     return state_dict
 
 

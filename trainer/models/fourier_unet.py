@@ -117,7 +117,7 @@ class FourierUNet(nn.Module):
         low, high = (float(v) for v in backoff)
         if not 0 <= low < high <= 1:
             raise ConfigError("model.backoff", f"expected [low, high] with 0 <= low < high <= 1, got {list(backoff)}")
-        self.backoff = (low, high) if deconv and bank >= 2 else None
+        self.backoff = (low, high) if deconv and bank == 2 else None
         if deconv:
             n = len(self.deconv.log_lams)
             self.deconv_in = nn.Conv2d(n * in_channels, widths[0], 3, 1, 1)
