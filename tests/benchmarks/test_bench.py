@@ -233,3 +233,18 @@ def test_vsmlrt_worker_runs_the_shipped_model_like_our_runtime(tmp_path):
     assert ms > 0 and info["ort_plugin"]["onnxruntime_version"]
     mse = np.mean((np.clip(theirs, 0, 1) - np.clip(ours, 0, 1)) ** 2)
     assert 10 * np.log10(1 / mse) > 30
+
+
+def test_shake_kernel_forms():
+    from restore.benchmarks.shake_kernels import curve_bank, nearest, point_reflection, zero_phase
+    from restore.trainer.degradations import trajectory_kernel
+
+    k = trajectory_kernel(np.random.default_rng(0), size=39, length=25, anxiety=0.5).astype(np.float64)
+    assert np.abs(k - point_reflection(k)).max() > 1e-3  # a curve is not point-symmetric
+    z = zero_phase(k)  # |K| kept, the phase dropped: point-symmetric, same total
+    assert np.allclose(np.abs(np.fft.fft2(np.fft.ifftshift(z))), np.abs(np.fft.fft2(np.fft.ifftshift(k))), atol=1e-9)
+    assert np.allclose(z, point_reflection(z), atol=1e-12) and abs(z.sum() - 1) < 1e-6
+    bank = curve_bank(5, 39)
+    assert bank.shape == (5, 39 * 39) and np.allclose(bank.sum(1), 1, atol=1e-5)
+    assert all(np.allclose(b.reshape(39, 39), point_reflection(b.reshape(39, 39))) for b in bank)
+    assert np.array_equal(nearest(bank, bank[3].reshape(39, 39) + 1e-4), bank[3].reshape(39, 39))
