@@ -248,3 +248,16 @@ def test_shake_kernel_forms():
     assert bank.shape == (5, 39 * 39) and np.allclose(bank.sum(1), 1, atol=1e-5)
     assert all(np.allclose(b.reshape(39, 39), point_reflection(b.reshape(39, 39))) for b in bank)
     assert np.array_equal(nearest(bank, bank[3].reshape(39, 39) + 1e-4), bank[3].reshape(39, 39))
+
+
+def test_outside_photo_cases():
+    from restore.benchmarks.outside_photo import NOISE, cases
+
+    made = cases()
+    assert [name.split(",")[0] for name, _, _ in made][-2:] == ["upscaled 3x", "sharp (noise only)"]
+    for name, gt, lq in made:
+        assert gt.shape == lq.shape and lq.dtype == np.float32 and 0 <= lq.min() and lq.max() <= 1
+    _, gt, lq = made[-1]  # the sharp photo: only the noise
+    assert abs(float((lq - gt).std()) - NOISE) < 1e-3
+    assert made[-2][1].shape[:2] == tuple(3 * s for s in gt.shape[:2])
+    assert all(float(np.abs(lq - gt).mean()) > 0.01 for _, gt, lq in made[:3])  # the shakes blur
