@@ -10,10 +10,10 @@ The gate, per pixel: ``d`` = the mean absolute change from the previous input fr
 25 x 25 box (the largest change among the colour channels); weight of the previous correction
 ``max(0, 1 - d / TOLERANCE)``. A box wide enough to see a deblurred edge's support (the correction
 of a blurred edge spans the blur, ~20 px) is what keeps moving content from being smeared. The
-shipped model on the field clips (benchmarks/field.py): a static H.264 scene's output flicker
-falls from 2.69x to 1.09x the input's; on a 0.25 px/frame pan 0.8% of the pixels end more than
-3 levels from the frame restored alone (24 at most), on 1 and 3 px/frame pans 0.05% and none
-(an exploration run, 2026-12-02).
+shipped model on the field clips (benchmarks/field.py, benchmarks/results/field-*.json): a static
+H.264 scene's output flicker is 1.09x the input's (2.69x frame by frame, stage 4); on a 0.25
+px/frame pan 1.2% of the pixels end more than 3 levels from the frame restored alone (34 at most);
+with stage 4 on 1 and 3 px/frame pans, 0.05% and none (an exploration run, 2026-12-02).
 """
 import cv2
 import numpy as np
