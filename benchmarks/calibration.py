@@ -6,9 +6,11 @@ is blurred against what restoring it actually gained, on the field and the fixed
 For every crop of ``builtin-field`` and ``builtin-holdout`` (trainer/holdout.py): the posterior of
 the whole crop (``model.estimate``), its blur confidence 1 - P(no blur) (the factor the model scales
 its whole correction by), the most probable kernel's probability, and the PSNR gain of the output
-over the input. A calibrated backoff gives low confidence where the gain would be small or
-negative (sharp pictures) and high confidence where there is blur to undo. Results: JSON and a PNG
-(gain against confidence, per category).
+over the input, as shipped and with the correction at full strength (the backoff left out). A
+calibrated backoff gives low confidence where the gain would be small or negative (sharp pictures)
+and high confidence where there is blur to undo; the full-strength gain shows what the correction
+does on its own where the confidence is wrong. Results: JSON and a PNG (both gains against
+confidence, per category).
 """
 import argparse
 import datetime
@@ -38,10 +40,14 @@ def measure(checkpoint):
     for data, crop in crops:
         with torch.no_grad():
             posterior = model.estimate(torch.from_numpy(crop.lq.transpose(2, 0, 1).copy())[None])[0]
-        gain = psnr(crop.gt, restore_array(model, crop.lq)) - psnr(crop.gt, crop.lq)
+        before = psnr(crop.gt, crop.lq)
+        gain = psnr(crop.gt, restore_array(model, crop.lq)) - before
+        backoff, model.backoff = model.backoff, None
+        full = psnr(crop.gt, restore_array(model, crop.lq)) - before
+        model.backoff = backoff
         rows.append({"data": data, "name": crop.name, "kind": crop.blur["kind"] if data == "field" else f"holdout {crop.blur['kind']}",
                      "confidence": round(float(1 - posterior[SHARP]), 4), "top_probability": round(float(posterior.max()), 4),
-                     "gain_db": round(float(gain), 3)})
+                     "gain_db": round(float(gain), 3), "gain_full_strength_db": round(float(full), 3)})
     return rows, list(model.backoff)
 
 
@@ -49,9 +55,12 @@ def summary(rows):
     confidence = np.array([r["confidence"] for r in rows])
     gain = np.array([r["gain_db"] for r in rows])
     sharp = np.array([r["kind"] == "sharp" for r in rows])
-    return {"crops": len(rows), "pearson_confidence_gain": round(float(np.corrcoef(confidence, gain)[0, 1]), 3),
+    varied = confidence.std() > 0 and gain.std() > 0  # else no correlation to speak of
+    return {"crops": len(rows), "pearson_confidence_gain": round(float(np.corrcoef(confidence, gain)[0, 1]), 3) if varied else None,
             "mean_confidence_sharp": round(float(confidence[sharp].mean()), 3) if sharp.any() else None,
             "mean_confidence_blurred": round(float(confidence[~sharp].mean()), 3),
+            "mean_gain_full_strength_sharp_db": round(float(np.mean([r["gain_full_strength_db"] for r, s in zip(rows, sharp) if s])), 3)
+            if sharp.any() else None,
             "negative_gain_crops": [r["name"] for r in rows if r["gain_db"] < -0.1]}
 
 
@@ -61,21 +70,24 @@ def plot(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     kinds = sorted({r["kind"] for r in report["crops"]})
-    for i, kind in enumerate(kinds):
-        rows = [r for r in report["crops"] if r["kind"] == kind]
-        ax.scatter([r["confidence"] for r in rows], [r["gain_db"] for r in rows], label=kind, color=f"C{i}", s=28,
-                   marker="x" if kind.startswith("holdout") else "o")
-    ax.axhline(0, color="0.4", lw=0.8)
-    ax.axhline(-0.1, color="C3", ls="--", lw=0.8, label="worst allowed (-0.1 dB)")
     low, high = report["backoff"]
-    ax.axvspan(low, high, color="0.85", zorder=0, label=f"backoff ramp: the correction scaled 0 -> 1 ({low:g}-{high:g})")
-    ax.set_xlabel("estimator's blur confidence c = 1 - P(no blur), of the whole crop")
-    ax.set_ylabel("PSNR gain over the input (dB)")
     s = report["summary"]
-    ax.set_title(f"backoff calibration: {s['crops']} crops, Pearson r = {s['pearson_confidence_gain']}", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    titles = {"gain_db": f"as shipped: {s['crops']} crops, Pearson r = {s['pearson_confidence_gain']}",
+              "gain_full_strength_db": "the correction at full strength (no backoff)"}
+    for ax, (key, title) in zip(axes, titles.items()):
+        for i, kind in enumerate(kinds):
+            rows = [r for r in report["crops"] if r["kind"] == kind]
+            ax.scatter([r["confidence"] for r in rows], [r[key] for r in rows], label=kind, color=f"C{i}", s=28,
+                       marker="x" if kind.startswith("holdout") else "o")
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.axhline(-0.1, color="C3", ls="--", lw=0.8, label="worst allowed (-0.1 dB)")
+        ax.axvspan(low, high, color="0.85", zorder=0, label=f"backoff ramp: the correction scaled 0 -> 1 ({low:g}-{high:g})")
+        ax.set_xlabel("estimator's blur confidence c = 1 - P(no blur), of the whole crop")
+        ax.set_ylabel("PSNR gain over the input (dB)")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{Path(report['checkpoint']).name} on {report['cpu']}, {report['date']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -230,7 +230,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 @click.option("--cluster", metavar="auto|local|ray://HOST:PORT|ADDRESS", help="Restore on a Ray cluster (pip install \"restore[cluster]\"): auto finds a running one, local starts one here.")
 @click.option("--workers", type=click.IntRange(min=1), help="Cluster workers, one Restorer each (default: the cluster's CPUs, or GPUs / --gpus-per-worker).")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0, min_open=True), help="GPUs each cluster worker reserves (e.g. 1, or 0.5 for two per GPU).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars and no header or per-file lines; errors only.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars, header or per-file lines: only errors, notes of what an output loses (alpha, audio, streams) and the --resume / --live summaries.")
 def run(inputs, output, model, backend, tile, overlap, batch, device, precision, skip_sharp, fps, frames, codec, crf, preset, pix_fmt,
         encoder_opts, audio, raw, live, resume, quality, overwrite, cluster, workers, gpus_per_worker, quiet):
     """Restore images, folders of images/videos, and videos; outputs keep names, size x scale,

@@ -261,3 +261,34 @@ def test_outside_photo_cases():
     assert abs(float((lq - gt).std()) - NOISE) < 1e-3
     assert made[-2][1].shape[:2] == tuple(3 * s for s in gt.shape[:2])
     assert all(float(np.abs(lq - gt).mean()) > 0.01 for _, gt, lq in made[:3])  # the shakes blur
+
+
+def test_calibration_reports_the_gain_as_shipped_and_at_full_strength(tmp_path, monkeypatch):
+    from restore.benchmarks.calibration import main
+    from restore.trainer import holdout
+    from restore.trainer.checkpoint import save_checkpoint
+
+    crops = holdout.field_crops(crop=128)[:6]  # the benchmark's own protocol, fewer and smaller crops
+    monkeypatch.setattr(holdout, "field_crops", lambda: crops)
+    monkeypatch.setattr(holdout, "holdout_crops", lambda: crops[:2])
+    torch.manual_seed(0)
+    spec = {"type": "fourier-unet", "widths": [8, 16], "blocks": 1, "fourier": 1, "norm": "none", "deconv": True, "bank": 2,
+            "detail_gate": True}
+    model = build_model(spec)
+    with torch.no_grad():  # a correction the backoff visibly scales
+        model.deconv_gate.fill_(0.5)
+    reports = {}
+    for ramp in ([0.0, 0.01], [0.99999, 1.0]):  # this untrained estimator's confidence is about 0.9994 everywhere
+        shipped = build_model({**spec, "backoff": ramp})
+        shipped.load_state_dict(model.state_dict())
+        ckpt = save_checkpoint(tmp_path / f"{ramp[0]}.safetensors", shipped)
+        out = tmp_path / f"{ramp[0]}.json"
+        assert main([str(ckpt), "--out", str(out)]) == 0
+        reports[ramp[0]] = json.loads(out.read_text())
+        assert out.with_suffix(".png").stat().st_size > 10_000
+    opened, shut = reports[0.0]["crops"], reports[0.99999]["crops"]
+    assert len(opened) == len(shut) == reports[0.0]["summary"]["crops"] == 8
+    for a, b in zip(opened, shut):
+        assert abs(a["gain_db"] - a["gain_full_strength_db"]) < 1e-3, a  # scaled by 1: as shipped is full strength
+        assert b["gain_db"] == 0 and b["gain_full_strength_db"] == a["gain_full_strength_db"], b  # scaled by 0
+        assert a["gain_full_strength_db"] != 0

@@ -8,7 +8,7 @@ import torch
 
 from restore.trainer.degradations import apply_kernel, centred_kernel, gaussian_kernel, linear_motion_kernel
 from restore.trainer.models import build_model
-from restore.trainer.models.deconv import KERNEL_SIZE, DeconvFrontEnd, KernelEstimator, kernel_bank, kernel_response, wiener
+from restore.trainer.models.deconv import KERNEL_SIZE, SHARP, DeconvFrontEnd, KernelEstimator, kernel_bank, kernel_response, wiener
 
 
 def _image(h=48, w=40, seed=0):
@@ -164,6 +164,30 @@ def test_a_pictures_tiles_share_one_estimate_and_a_sharp_verdict_returns_the_inp
         sharp = torch.zeros_like(shared)
         sharp[0, -1] = 1
         assert torch.equal(model(x, sharp), x)  # backs off entirely
+
+
+def test_backoff_dropout_applies_the_correction_at_full_strength_in_training_only():
+    torch.manual_seed(0)
+    spec = {"type": "fourier-unet", "widths": [8, 16], "blocks": 1, "fourier": 1, "norm": "none", "deconv": True, "bank": 2}
+    unsure = torch.zeros(1, len(kernel_bank(2)))
+    unsure[0, SHARP], unsure[0, 100] = 0.7, 0.3  # confidence 0.3: the correction scaled by 0.3
+    models = {p: build_model({**spec, "backoff_dropout": p}) for p in (0.0, 0.5, 1.0)}
+    full = build_model(spec).eval()
+    full.backoff = None  # the same weights with no backoff at all
+    with torch.no_grad():
+        models[0.0].deconv_gate.fill_(0.5)
+        for model in (*models.values(), full):
+            model.load_state_dict(models[0.0].state_dict())
+        x = torch.rand(32, 3, 32, 32)
+        at_full, scaled = full(x, unsure), x + 0.3 * (full(x, unsure) - x)
+        assert (at_full - x).abs().mean() > 1e-3
+        assert torch.allclose(models[1.0].train()(x, unsure), at_full, atol=1e-6)  # dropped for every picture
+        assert torch.allclose(models[0.0].train()(x, unsure), scaled, atol=1e-6)
+        assert torch.allclose(models[1.0].eval()(x, unsure), scaled, atol=1e-6)  # at inference it always holds
+        out = models[0.5].train()(x, unsure)
+    dropped = [bool(torch.allclose(o, f, atol=1e-6)) for o, f in zip(out, at_full)]
+    held = [bool(torch.allclose(o, s, atol=1e-6)) for o, s in zip(out, scaled)]
+    assert all(d != h for d, h in zip(dropped, held)) and 6 <= sum(dropped) <= 26  # about half, each drawn alone
 
 
 def _tmp():

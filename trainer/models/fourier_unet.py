@@ -87,7 +87,10 @@ class FourierUNet(nn.Module):
     the blur confidence c = 1 - P(no blur), mapped linearly from 0 at ``backoff[0]`` to 1 at
     ``backoff[1]`` (default (0, 1): c itself), so a picture the estimator finds sharp comes back as
     it was. The mapping has no weights: ``trainer/calibrate.py`` sets it for a trained model from
-    training pictures. A bank-1 model grows into bank 2 (``grow_state_dict``). detail_gate: the
+    training pictures. backoff_dropout: in training only, the fraction of pictures whose correction
+    is applied at full strength whatever the confidence, so the correction itself learns to leave
+    a picture the estimator misjudges alone (a wider calibrated mapping can then trust it). A
+    bank-1 model grows into bank 2 (``grow_state_dict``). detail_gate: the
     output stays the input where the input has no detail (``DetailGate``); it has no weights, so it
     can be switched on for a trained model.
 
@@ -95,7 +98,8 @@ class FourierUNet(nn.Module):
     own kernel estimate, so the tiles of one picture share the estimate of the whole."""
 
     def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral",
-                 norm="batch", level_fourier=0, level_grid=None, deconv=False, detail_gate=False, bank=1, backoff=(0.0, 1.0)):
+                 norm="batch", level_fourier=0, level_grid=None, deconv=False, detail_gate=False, bank=1, backoff=(0.0, 1.0),
+                 backoff_dropout=0.0):
         super().__init__()
         widths = list(widths)
         self.in_channels = self.out_channels = in_channels
@@ -118,6 +122,9 @@ class FourierUNet(nn.Module):
         if not 0 <= low < high <= 1:
             raise ConfigError("model.backoff", f"expected [low, high] with 0 <= low < high <= 1, got {list(backoff)}")
         self.backoff = (low, high) if deconv and bank == 2 else None
+        if not 0 <= backoff_dropout <= 1:
+            raise ConfigError("model.backoff_dropout", f"expected a fraction in [0, 1], got {backoff_dropout}")
+        self.backoff_dropout = float(backoff_dropout)
         if deconv:
             n = len(self.deconv.log_lams)
             self.deconv_in = nn.Conv2d(n * in_channels, widths[0], 3, 1, 1)
@@ -155,6 +162,9 @@ class FourierUNet(nn.Module):
         if self.backoff is not None:
             low, high = self.backoff
             scale = ((1 - posterior[:, SHARP] - low) / (high - low)).clamp(0, 1)
+            if self.training and self.backoff_dropout:
+                full = torch.rand(x.shape[0], device=scale.device) < self.backoff_dropout  # drawn per picture
+                scale = torch.where(full, torch.ones_like(full, dtype=scale.dtype), scale)
             out = x + scale.to(x.dtype)[:, None, None, None] * (out - x)
         if self.detail_gate is not None:
             out = x + self.detail_gate(x) * (out - x)
