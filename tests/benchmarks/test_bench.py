@@ -292,3 +292,28 @@ def test_calibration_reports_the_gain_as_shipped_and_at_full_strength(tmp_path, 
         assert abs(a["gain_db"] - a["gain_full_strength_db"]) < 1e-3, a  # scaled by 1: as shipped is full strength
         assert b["gain_db"] == 0 and b["gain_full_strength_db"] == a["gain_full_strength_db"], b  # scaled by 0
         assert a["gain_full_strength_db"] != 0
+
+
+def test_ort_profile_counts_the_graphs_flops_per_operator(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from restore.benchmarks.ort_profile import main
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.random((16, 3, 3, 3), dtype=np.float32), "w"),
+               numpy_helper.from_array(rng.random((128, 64), dtype=np.float32), "m")]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("MatMul", ["c", "m"], ["output"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 128, 128])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 16, 128, 64])], weights)
+    path = tmp_path / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    out = tmp_path / "profile.json"
+    assert main([str(path), "--batch", "2", "--threads", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    ops = {row["op"]: row for row in report["ops"]}
+    assert ops["Conv"]["gflop"] == pytest.approx(2 * 2 * 16 * 128 * 128 * 3 * 9 / 1e9, rel=0.02)  # 0.028
+    assert ops["MatMul"]["gflop"] == pytest.approx(2 * 2 * 16 * 128 * 64 * 128 / 1e9, rel=0.02)  # 0.067
+    assert ops["Conv"]["nodes"] == ops["MatMul"]["nodes"] == 1
+    assert report["sgemm_gflop_per_s"] > 0 and report["fp32_ceiling"] > 0
