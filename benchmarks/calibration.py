@@ -54,13 +54,13 @@ def measure(checkpoint):
 def summary(rows):
     confidence = np.array([r["confidence"] for r in rows])
     gain = np.array([r["gain_db"] for r in rows])
+    full = np.array([r["gain_full_strength_db"] for r in rows])
     sharp = np.array([r["kind"] == "sharp" for r in rows])
     varied = confidence.std() > 0 and gain.std() > 0  # else no correlation to speak of
     return {"crops": len(rows), "pearson_confidence_gain": round(float(np.corrcoef(confidence, gain)[0, 1]), 3) if varied else None,
             "mean_confidence_sharp": round(float(confidence[sharp].mean()), 3) if sharp.any() else None,
             "mean_confidence_blurred": round(float(confidence[~sharp].mean()), 3),
-            "mean_gain_full_strength_sharp_db": round(float(np.mean([r["gain_full_strength_db"] for r, s in zip(rows, sharp) if s])), 3)
-            if sharp.any() else None,
+            "mean_gain_full_strength_sharp_db": round(float(full[sharp].mean()), 3) if sharp.any() else None,
             "negative_gain_crops": [r["name"] for r in rows if r["gain_db"] < -0.1]}
 
 

@@ -17,6 +17,7 @@ import datetime
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,6 @@ def node_flops(op, inputs, outputs):
 
 def profile(path, batch, threads, rounds=3):
     """{op kind: [ms per run, GFLOP per run, nodes]} and the mean wall ms per run."""
-    import time
-
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,14 +70,18 @@ def profile(path, batch, threads, rounds=3):
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < first_timed:
             continue
         args = e["args"]
-        shapes = lambda key: [next(iter(s.values())) for s in args.get(key, [])]  # noqa: E731
         kind = kinds[args["op_name"]]
         kind[0] += e["dur"] / 1e3 / rounds
-        kind[1] += node_flops(args["op_name"], shapes("input_type_shape"), shapes("output_type_shape")) / 1e9 / rounds
+        kind[1] += node_flops(args["op_name"], _shapes(args, "input_type_shape"), _shapes(args, "output_type_shape")) / 1e9 / rounds
         kind[2] += 1
     for kind in kinds.values():
         kind[2] //= rounds
     return dict(kinds), float(np.mean(walls))
+
+
+def _shapes(args, key):
+    """The shapes of a profiled node's inputs or outputs: [{"float": [dims]}, ...] -> [[dims], ...]."""
+    return [next(iter(entry.values())) for entry in args.get(key, [])]
 
 
 def main(argv=None):
