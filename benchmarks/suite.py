@@ -108,6 +108,9 @@ def cases(models, backends, sizes, tiles, precisions):
     return [Case(m, b, s, t, p) for m in models for b in backends for s in sizes for t in tiles for p in precisions]
 
 
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+
+
 def device_info(device):
     import torch
 
@@ -120,11 +123,13 @@ def device_info(device):
         info["name"] = platform.processor() or platform.machine()
         try:
             with open("/proc/cpuinfo") as f:
-                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-            if names:
-                info["name"] = names[0]
+                lines = f.read().splitlines()
         except OSError:
-            pass
+            lines = []
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+        info["name"] = names[0] if names else info["name"]
+        info["features"] = [f for f in CPU_FEATURES if f in flags]  # what lower precisions can run on
     return info
 
 

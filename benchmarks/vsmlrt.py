@@ -23,6 +23,7 @@ import datetime
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,10 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
     ours = {"restore onnxruntime": Restorer("default", backend="onnxruntime", device="cpu")}
     if backend_class("openvino").unavailable_reason(model, "cpu") is None:
         ours["restore openvino"] = Restorer("default", backend="openvino", device="cpu")
+        from restore.runtime.backends.openvino import cpu_capabilities
+
+        if "BF16" in cpu_capabilities():
+            ours["restore openvino bf16"] = Restorer("default", backend="openvino", device="cpu", precision="bf16")
     single = backend_class("onnxruntime")(model, device="cpu").activate()  # batch 1 on every core: Real-ESRGAN's loop
     tiler = ours["restore onnxruntime"].tiler
     esrgan_cell = PEER_TILE - 2 * ESRGAN_PAD
@@ -259,7 +264,8 @@ def write(report, out_dir):
     from restore.runtime.atomic import atomic_write_text
 
     out_dir = Path(out_dir)
-    stem = f"vsmlrt-cpu-{report['created'][:10]}"
+    cpu = re.sub(r"[^a-z0-9]+", "-", re.sub(r"\(r\)|\(tm\)|processor", "", report["device"]["name"].lower())).strip("-")
+    stem = f"vsmlrt-cpu-{report['created'][:10]}-{cpu}"  # the CPU changes between machines, and with it the answer
     atomic_write_text(out_dir / f"{stem}.json", json.dumps(report, indent=2) + "\n")
     plot(report, out_dir / f"{stem}.png")
     return out_dir / f"{stem}.json", out_dir / f"{stem}.png"
@@ -275,7 +281,7 @@ def run(sizes, rounds, out_dir, python=None):
 @click.command()
 @click.option("--sizes", default="640x360,1280x720", show_default=True, help="Frame sizes WIDTHxHEIGHT, comma-separated.")
 @click.option("--rounds", default=2, show_default=True, type=click.IntRange(1), help="Interleaved rounds; the best of each contender is kept.")
-@click.option("--out", "out_dir", default="benchmarks/results", show_default=True, type=click.Path(file_okay=False), help="Folder for vsmlrt-cpu-DATE.json/.png.")
+@click.option("--out", "out_dir", default="benchmarks/results", show_default=True, type=click.Path(file_okay=False), help="Folder for vsmlrt-cpu-DATE-CPU.json/.png.")
 @click.option("--python", help="A Python >= 3.12 for vs-mlrt's venv. [default: found on PATH or in pyenv]")
 def main(sizes, rounds, out_dir, python):
     """restore vs vs-mlrt's ONNX Runtime plugin on the shipped model, same frames and threads."""

@@ -35,12 +35,14 @@ def backend_class(name):
         raise BackendError(name, f"backend not available in this install ({e})") from None
 
 
-def _probe(name, model, device):
+def _probe(name, model, device, precision):
     """(backend class, None) if usable, else (None, reason)."""
     try:
         cls = backend_class(name)
     except BackendError as e:
         return None, e.problem
+    if precision is not None and precision not in cls.precisions:
+        return None, f"runs {', '.join(cls.precisions)}, not {precision}"
     reason = cls.unavailable_reason(model, device)
     return (cls, None) if reason is None else (None, reason)
 
@@ -49,7 +51,7 @@ def choose_backend(name, model, device=None, precision=None):
     """Instantiate (not activate) the named backend, or the fastest available for ``auto``.
 
     Returns (backend, why) where ``why`` says how ``auto`` decided (empty for a named backend)."""
-    candidates, skipped, note = _candidates(name, model, device)
+    candidates, skipped, note = _candidates(name, model, device, precision)
     picked_name, cls = candidates[0]
     why = _why(picked_name, skipped, note) if name == "auto" else ""
     if why:
@@ -60,7 +62,7 @@ def choose_backend(name, model, device=None, precision=None):
 def open_backend(name, model, device=None, precision=None):
     """Like ``choose_backend`` but activated. With ``auto``, a backend that is installed but fails
     to start (e.g. a TensorRT engine built for another GPU) is skipped for the next fastest."""
-    candidates, skipped, note = _candidates(name, model, device)
+    candidates, skipped, note = _candidates(name, model, device, precision)
     for i, (candidate, cls) in enumerate(candidates):
         backend = cls(model, device=device, precision=precision)
         try:
@@ -76,17 +78,17 @@ def open_backend(name, model, device=None, precision=None):
         return backend, why
 
 
-def _candidates(name, model, device):
+def _candidates(name, model, device, precision):
     """[(name, class)] to try in order, the reasons the others were skipped, and how the CPU
     backends were ordered."""
     if name != "auto":
-        cls, reason = _probe(name, model, device)
+        cls, reason = _probe(name, model, device, precision)
         if cls is None:
             raise BackendError(name, f"cannot run {model.name}: {reason}", "pick another --backend or use auto")
         return [(name, cls)], [], ""
     usable, skipped = [], []
     for candidate in SPEED_ORDER:
-        cls, reason = _probe(candidate, model, device)
+        cls, reason = _probe(candidate, model, device, precision)
         if cls is None:
             skipped.append(f"{candidate}: {reason}")
         else:

@@ -58,11 +58,12 @@ def gpu_present():
 
 class Backend:
     name = "base"
+    precisions = ("fp32", "fp16")  # what ``precision`` may ask of it (checked by backends._probe)
 
     def __init__(self, model, device=None, precision=None):
         """``model``: a ``ModelSource`` (runtime/artifact.py); ``device``: "cpu", "cuda" or
-        "cuda:N" (None = the backend's best); ``precision``: "fp32", "fp16" or None (backend's
-        best for the device)."""
+        "cuda:N" (None = the backend's best); ``precision``: one of ``precisions`` or None
+        (the backend's best for the device)."""
         self.model = model
         self.device = device
         self.precision = precision

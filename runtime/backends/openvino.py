@@ -4,9 +4,15 @@
 The graph is compiled twice: for throughput, ``streams`` independent inference streams sharing
 the physical cores, over which a batch of tiles is split, so tiles run side by side instead of
 each operator synchronising all cores (the tiles of a frame are independent); and for latency,
-one stream on every core, for a batch of one tile. Precision is fp32
-unless fp16 is asked for and the CPU computes it natively; OpenVINO's own default on CPUs with
-AMX would be bf16, which changes the output, so it is never left to the default.
+one stream on every core, for a batch of one tile. Precision is fp32 unless fp16 or bf16 is asked
+for and the CPU computes it natively; OpenVINO's own default on CPUs with AMX would be bf16, which
+changes the output, so it is never left to the default.
+
+bf16 (AVX512-BF16 / AMX, e.g. Xeon Sapphire Rapids and later): OpenVINO runs convolutions in bf16
+but leaves MatMul in fp32, and the Fourier blocks' matmul-DFTs are a third of the network's time,
+so every MatMul is given bf16 inputs explicitly (its products still accumulate in fp32). bf16 keeps
+fp32's range, so unlike fp16 the 256-point DFT sums cannot overflow. What it costs in output is
+measured in ``benchmarks/cpu_precision.py``.
 """
 import importlib.util
 
@@ -18,6 +24,7 @@ from .base import Backend, cpu_streams, physical_cores
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    precisions = ("fp32", "fp16", "bf16")
 
     @classmethod
     def unavailable_reason(cls, model, device=None):
@@ -34,14 +41,16 @@ class OpenVinoBackend(Backend):
 
         core = ov.Core()
         path = self.model.onnx
-        precision = {None: "f32", "fp32": "f32", "fp16": "f16"}[self.precision]
-        if precision == "f16" and "FP16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-            raise BackendError(self.model.name, "fp16 requested but this CPU has no native fp16 arithmetic for OpenVINO", "use --precision fp32")
+        precision, capability = {None: ("f32", None), "fp32": ("f32", None), "fp16": ("f16", "FP16"), "bf16": ("bf16", "BF16")}[self.precision]
+        if capability and capability not in cpu_capabilities():
+            raise BackendError(self.model.name, f"{self.precision} requested but this CPU has no native {self.precision} arithmetic for OpenVINO", "use --precision fp32")
         cores = physical_cores()
         self.streams = cpu_streams(cores)
         config = {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": precision}
         try:
             graph = core.read_model(str(path))
+            if precision == "bf16":
+                bf16_matmuls(graph)
             self._compiled = core.compile_model(graph, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams})
             self._single = core.compile_model(graph, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()  # a lone tile gets every core
         except Exception as e:  # OpenVINO raises plain RuntimeErrors for corrupt or unsupported graphs
@@ -86,3 +95,27 @@ class OpenVinoBackend(Backend):
 
     def deactivate_impl(self):
         self._queue = self._compiled = self._single = None
+
+
+def cpu_capabilities():
+    """What OpenVINO's CPU plugin computes natively here, e.g. ["FP32", "INT8", "BF16", "FP16", ...]."""
+    import openvino as ov
+
+    return ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def bf16_matmuls(graph):
+    """Give every MatMul of ``graph`` bf16 inputs and an fp32 output, in place."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    for node in graph.get_ordered_ops():
+        if node.get_type_name() != "MatMul":
+            continue
+        users = list(node.output(0).get_target_inputs())
+        for i in range(2):
+            node.input(i).replace_source_output(ops.convert(node.input(i).get_source_output(), ov.Type.bf16).output(0))
+        back = ops.convert(node.output(0), ov.Type.f32).output(0)
+        for user in users:
+            user.replace_source_output(back)
+    graph.validate_nodes_and_infer_types()

@@ -8,6 +8,7 @@ pytest.importorskip("openvino")
 from restore.runtime import Restorer  # noqa: E402
 from restore.runtime.artifact import resolve_model  # noqa: E402
 from restore.runtime.backends import backend_class, choose_backend  # noqa: E402
+from restore.runtime.backends.openvino import cpu_capabilities  # noqa: E402
 from restore.runtime.errors import BackendError  # noqa: E402
 from restore.runtime.testing import write_conv_artifact  # noqa: E402
 
@@ -37,13 +38,38 @@ def test_a_batch_split_over_streams_equals_tile_by_tile(tmp_path):
 
 
 def test_openvino_refuses_a_gpu_and_an_unsupported_precision(tmp_path):
-    import openvino
-
     source = resolve_model(write_conv_artifact(tmp_path / "conv", layers=1, tile=16, overlap=4))
     assert backend_class("openvino").unavailable_reason(source, "cuda") == "runs on the CPU only"
-    if "FP16" not in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if "FP16" not in cpu_capabilities():
         with pytest.raises(BackendError, match="fp16"):
             backend_class("openvino")(source, device="cpu", precision="fp16").activate()
+
+
+def test_bf16_keeps_the_shipped_models_gain_or_is_refused():
+    from restore.trainer.holdout import field_crops, uniform_pictures
+    from restore.trainer.metrics import psnr as psnr_vs
+
+    if not "BF16" in cpu_capabilities():  # e.g. AMD EPYC with AVX2 only
+        with pytest.raises(BackendError, match="no native bf16"):
+            Restorer("default", backend="openvino", precision="bf16")
+        return
+    crop = next(c for c in field_crops() if c.blur["kind"] == "defocus")
+    with Restorer("default", backend="openvino", precision="bf16") as bf16, Restorer("default", backend="openvino") as fp32:
+        assert "bf16" in bf16.description
+        ours, reference = bf16.restore(crop.lq), fp32.restore(crop.lq)
+        name, flat = uniform_pictures()[2]
+        assert np.abs(bf16.restore(flat) - flat).max() * 255 <= 1, name
+    gain, reference_gain = psnr_vs(crop.gt, ours) - psnr_vs(crop.gt, crop.lq), psnr_vs(crop.gt, reference) - psnr_vs(crop.gt, crop.lq)
+    assert reference_gain > 1.0 and abs(gain - reference_gain) <= 0.05
+    assert psnr(ours, reference) >= 45.0
+
+
+def test_a_precision_a_backend_cannot_run_is_refused_and_auto_skips_it():
+    with pytest.raises(BackendError, match="runs fp32, fp16, not bf16"):
+        Restorer("default", backend="onnxruntime", precision="bf16")
+    if "BF16" in cpu_capabilities():
+        with Restorer("default", backend="auto", precision="bf16") as r:
+            assert r.backend.name == "openvino" and "onnxruntime: runs fp32, fp16, not bf16" in r.description
 
 
 def test_auto_measures_the_cpu_backends_once_and_says_so(tmp_path, monkeypatch):

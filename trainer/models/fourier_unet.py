@@ -63,9 +63,16 @@ class DetailGate(nn.Module):
             with torch.autocast(x.device.type, enabled=False):
                 return self(x.float()).to(x.dtype)
         g = x.mean(1, keepdim=True)
-        box = dict(kernel_size=self.window, stride=1, padding=self.window // 2, count_include_pad=False)
-        detail = F.avg_pool2d((g - F.avg_pool2d(g, **box)) ** 2, **box).sqrt()
+        detail = self.box_mean((g - self.box_mean(g)) ** 2).sqrt()
         return ((detail - self.low) / (self.high - self.low)).clamp(0, 1)
+
+    def box_mean(self, g):
+        """The mean over a ``window`` px box clipped to the picture, as a column pass then a row pass:
+        the same mean (a clipped box's pixel count is its rows times its columns) for 2/``window``
+        of the work, which an engine's 2-D pooling kernel does not save on its own."""
+        for kernel in ((self.window, 1), (1, self.window)):
+            g = F.avg_pool2d(g, kernel, stride=1, padding=(kernel[0] // 2, kernel[1] // 2), count_include_pad=False)
+        return g
 
 
 @register("fourier-unet")
