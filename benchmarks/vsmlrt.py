@@ -1,23 +1,25 @@
-"""restore's CPU backends vs vs-mlrt's ONNX Runtime plugin (and the Real-ESRGAN-style tiler) on the
-same ONNX file, frames and thread count, in one run.
+"""restore's CPU backends vs vs-mlrt's ONNX Runtime and OpenVINO plugins (and the Real-ESRGAN-style
+tiler) on the same ONNX file, frames and thread count, in one run.
 
     python -m restore.benchmarks.vsmlrt [--sizes 640x360,1280x720] [--rounds 2] [--out benchmarks/results]
     restore bench --peer vs-mlrt                 # the same
 
 vs-mlrt needs Python >= 3.12: the benchmark makes its own venv (``$XDG_CACHE_HOME/restore/vsmlrt-venv``)
 from the first such interpreter it finds (``--python``, else 3.12 on PATH or in pyenv, where vs-mlrt
-was checked, then newer ones) and installs ``vapoursynth`` and ``vapoursynth-mlrt-ort`` from PyPI into it; the plugin
-then runs in that interpreter (``vsmlrt_worker.py``). vs-mlrt cuts the frame into network-sized
-tiles (256) overlapping by 16 px on each side and keeps each tile's centre (no blending); ours
-blends 32-px overlaps; the Real-ESRGAN-style tiler keeps 236-px cells with 10 px of context. All
-three run the shipped model.onnx on ONNX Runtime's CPU provider (ours also on OpenVINO when
-installed) with the same number of threads (this machine's physical cores).
+was checked, then newer ones) and installs ``vapoursynth``, ``vapoursynth-mlrt-ort`` and
+``vapoursynth-mlrt-ov`` from PyPI into it; the plugins then run in that interpreter
+(``vsmlrt_worker.py``). vs-mlrt cuts the frame into network-sized tiles (256) overlapping by 16 px
+on each side and keeps each tile's centre (no blending); ours blends 32-px overlaps; the
+Real-ESRGAN-style tiler keeps 236-px cells with 10 px of context. All run the shipped model.onnx
+with the same number of threads (this machine's physical cores): ours on ONNX Runtime and, when
+installed, OpenVINO (also in bf16 where the CPU has it), vs-mlrt's ORT plugin on ONNX Runtime's
+CPU provider, its OpenVINO plugin in fp32 and, where the CPU has it, bf16.
 
 Contenders run interleaved, ``--rounds`` times (best round kept), because other work on a shared
 machine shifts absolute times; the ratios within one run are the figures to trust. Reported per
-size: ms/frame and frames/s, fps ratio to vs-mlrt's best setting, PSNR of each output against
-ours on ONNX Runtime (fp32), and the seam ratio of (output - input) on each tiler's own cut lines
-(~1 = no seam).
+size: ms/frame and frames/s, fps ratio to vs-mlrt ORT's best setting (the issue's comparison) and
+to vs-mlrt's best of all, PSNR of each output against ours on ONNX Runtime (fp32), and the seam
+ratio of (output - input) on each tiler's own cut lines (~1 = no seam).
 """
 import datetime
 import glob
@@ -36,7 +38,7 @@ import numpy as np
 
 from restore.runtime.errors import BackendError
 
-PACKAGES = ["vapoursynth", "vapoursynth-mlrt-ort", "numpy"]
+PACKAGES = ["vapoursynth", "vapoursynth-mlrt-ort", "vapoursynth-mlrt-ov", "numpy"]
 WORKER = Path(__file__).with_name("vsmlrt_worker.py")
 SAMPLES = Path(__file__).resolve().parents[1] / "runtime" / "samples"
 PEER_TILE, PEER_OVERLAP = 256, 16
@@ -62,7 +64,7 @@ def ensure_venv(python=None, log=print):
     """The venv's interpreter, made (and vs-mlrt installed) on first use."""
     exe = cache_venv_python()
     venv = exe.parent.parent
-    check = [str(exe), "-c", "import vapoursynth as vs; vs.core.ort"]
+    check = [str(exe), "-c", "import vapoursynth as vs; vs.core.ort; vs.core.ov"]
     if exe.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return exe
     base = find_python(python)
@@ -75,23 +77,28 @@ def ensure_venv(python=None, log=print):
             last = (done.stderr.strip().splitlines() or ["no output"])[-1][:200]
             raise BackendError("vs-mlrt", f"could not set up its venv ({last})", "check that PyPI is reachable")
     if subprocess.run(check, capture_output=True).returncode != 0:
-        raise BackendError("vs-mlrt", "installed but its ONNX Runtime plugin does not load", f"try {exe} -c 'import vapoursynth'")
+        raise BackendError("vs-mlrt", "installed but its ONNX Runtime or OpenVINO plugin does not load", f"try {exe} -c 'import vapoursynth'")
     return exe
 
 
 def sample_frames(width, height, count=1):
-    """``count`` RGB float32 frames in [0, 1] cut from the bundled blurry samples (scaled to
-    cover the size, centre-cropped)."""
+    """``count`` RGB float32 frames in [0, 1]: the bundled samples' sharp references scaled to cover
+    the size, centre-cropped, then blurred (straight motion, 15 px at 30 degrees), so the model has
+    a blur to undo at every size (a scaled-up blurry sample reads as sharp and comes back as it
+    was, which would leave the outputs nothing to compare)."""
     import cv2
 
+    from restore.trainer.degradations import apply_kernel, linear_motion_kernel
+
     frames = []
-    for path in sorted(SAMPLES.glob("*.png"))[:count]:
+    for path in sorted((SAMPLES / "sharp").glob("*.png"))[:count]:
         image = cv2.imread(str(path))[..., ::-1]
         h, w = image.shape[:2]
         f = max(width / w, height / h)
-        image = cv2.resize(image, (max(width, round(w * f)), max(height, round(h * f))), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (max(width, round(w * f)), max(height, round(h * f))), interpolation=cv2.INTER_CUBIC)
         y, x = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
-        frames.append(np.ascontiguousarray(image[y : y + height, x : x + width]).astype(np.float32) / 255.0)
+        sharp = np.ascontiguousarray(image[y : y + height, x : x + width]).astype(np.float32) / 255.0
+        frames.append(np.clip(apply_kernel(sharp, linear_motion_kernel(15, 30)), 0, 1).astype(np.float32))
     return frames
 
 
@@ -124,11 +131,12 @@ def peer_lines(length):
     return sorted(x for x in lines if 0 < x < length)
 
 
-def run_peer(exe, frames, model, threads, streams, workdir):
-    """vs-mlrt on ``frames`` in a fresh process: (ms per frame, outputs as H x W x 3, versions)."""
+def run_peer(exe, frames, model, threads, streams, workdir, plugin="ort", precision="fp32"):
+    """vs-mlrt's ``plugin`` (ort or ov) on ``frames`` in a fresh process: (ms per frame, outputs as
+    H x W x 3, versions)."""
     src, out = Path(workdir) / "frames.npy", Path(workdir) / "peer_out.npy"
     np.save(src, np.stack([f.transpose(2, 0, 1) for f in frames]))
-    done = subprocess.run([str(exe), str(WORKER), str(src), str(model), str(out), str(threads), str(streams), "1"],
+    done = subprocess.run([str(exe), str(WORKER), str(src), str(model), str(out), str(threads), str(streams), "1", plugin, precision],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise BackendError("vs-mlrt", f"its run failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:300]}")
@@ -159,12 +167,14 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
         model = self_contained(model, Path(tempfile.mkdtemp(prefix="restore-peer-graph-")))
     threads = physical_cores()
     ours = {"restore onnxruntime": Restorer("default", backend="onnxruntime", device="cpu")}
+    peers = [("ort", "fp32", 1), ("ort", "fp32", threads), ("ov", "fp32", threads)]  # (plugin, precision, num_streams)
     if backend_class("openvino").unavailable_reason(model, "cpu") is None:
         ours["restore openvino"] = Restorer("default", backend="openvino", device="cpu")
         from restore.runtime.backends.openvino import cpu_capabilities
 
         if "BF16" in cpu_capabilities():
             ours["restore openvino bf16"] = Restorer("default", backend="openvino", device="cpu", precision="bf16")
+            peers += [("ov", "bf16", 1), ("ov", "bf16", threads)]
     single = backend_class("onnxruntime")(model, device="cpu").activate()  # batch 1 on every core: Real-ESRGAN's loop
     tiler = ours["restore onnxruntime"].tiler
     esrgan_cell = PEER_TILE - 2 * ESRGAN_PAD
@@ -172,7 +182,7 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
     def esrgan(frame):
         return restore_esrgan_style(single.infer, frame, esrgan_cell, ESRGAN_PAD, multiple=PEER_TILE)
 
-    rows, peer_info = [], None
+    rows, peer_info = [], {}
     with tempfile.TemporaryDirectory(prefix="restore-vsmlrt-") as workdir:
         for width, height in sizes:
             frames = sample_frames(width, height, frames_per_size)
@@ -186,14 +196,15 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
                     ms, outs = time_ours(fn, frames)
                     best[name] = min(best.get(name, ms), ms)
                     outputs[name] = outs
-                for streams in (1, threads):
-                    name = f"vs-mlrt ort (num_streams={streams})"
-                    ms, outs, peer_info = run_peer(exe, frames, model.onnx, threads, streams, workdir)
+                for plugin, precision, streams in peers:
+                    name = f"vs-mlrt {plugin} {precision} (num_streams={streams})"
+                    ms, outs, peer_info[plugin] = run_peer(exe, frames, model.onnx, threads, streams, workdir, plugin, precision)
                     best[name] = min(best.get(name, ms), ms)
                     outputs[name] = outs
                 log(f"{width}x{height} round {round_ + 1}: " + ", ".join(f"{k} {v:.0f} ms" for k, v in best.items()))
             reference = [np.clip(o, 0, 1) for o in outputs["restore onnxruntime"]]
-            peer_best = min(v for k, v in best.items() if k.startswith("vs-mlrt"))
+            peer_ort = min(v for k, v in best.items() if k.startswith("vs-mlrt ort"))  # the issue's comparison
+            peer_any = min(v for k, v in best.items() if k.startswith("vs-mlrt"))
             for name, ms in best.items():
                 outs = [np.clip(o, 0, 1) for o in outputs[name]]
                 mse = np.mean([np.mean((o.astype(np.float64) - r) ** 2) for o, r in zip(outs, reference)])
@@ -205,7 +216,7 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
                 else:
                     seams = seam_ratio_at(residual, [s for s, _ in cells(height, esrgan_cell)[1:]], [s for s, _ in cells(width, esrgan_cell)[1:]])
                 rows.append({"size": f"{width}x{height}", "contender": name, "ms_per_frame": ms, "fps": 1e3 / ms,
-                             "fps_vs_vsmlrt_best": peer_best / ms,
+                             "fps_vs_vsmlrt_ort": peer_ort / ms, "fps_vs_vsmlrt_any": peer_any / ms,
                              "psnr_vs_restore_onnxruntime_db": None if mse == 0 else float(10 * np.log10(1 / mse)),
                              "seam_ratio": seams})
     for r in ours.values():
@@ -214,16 +225,17 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
     return {"format": "restore-vsmlrt/1", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "device": device_info("cpu"), "threads": threads, "rounds": rounds, "frames_per_size": frames_per_size,
             "model": str(model.onnx.name), "descriptions": {k: r.description for k, r in ours.items()},
-            "peer": {"tilesize": PEER_TILE, "overlap": PEER_OVERLAP, "provider": "CPU", **(peer_info or {})},
+            "peer": {"tilesize": PEER_TILE, "overlap": PEER_OVERLAP, "device": "CPU", **peer_info},
             "esrgan_style": {"cell": esrgan_cell, "tile_pad": ESRGAN_PAD}, "shared_machine_load": os.getloadavg()[0],
             "results": rows}
 
 
 def table(report):
-    lines = [f"{'size':9}  {'contender':40}  {'ms/frame':>9}  {'fps':>7}  {'x vs-mlrt':>9}  {'PSNR dB':>8}  {'seams':>6}"]
+    lines = [f"{'size':9}  {'contender':40}  {'ms/frame':>9}  {'fps':>7}  {'x vs-mlrt ort':>13}  {'x vs-mlrt any':>13}  {'PSNR dB':>8}  {'seams':>6}"]
     for r in report["results"]:
         psnr = "same" if r["psnr_vs_restore_onnxruntime_db"] is None else f"{r['psnr_vs_restore_onnxruntime_db']:.1f}"
-        lines.append(f"{r['size']:9}  {r['contender']:40}  {r['ms_per_frame']:9.0f}  {r['fps']:7.3f}  {r['fps_vs_vsmlrt_best']:9.2f}  {psnr:>8}  {r['seam_ratio']:6.2f}")
+        lines.append(f"{r['size']:9}  {r['contender']:40}  {r['ms_per_frame']:9.0f}  {r['fps']:7.3f}  {r['fps_vs_vsmlrt_ort']:13.2f}  "
+                     f"{r['fps_vs_vsmlrt_any']:13.2f}  {psnr:>8}  {r['seam_ratio']:6.2f}")
     lines.append(f"CPU: {report['device']['name']}, {report['threads']} threads each; load average {report['shared_machine_load']:.1f} (shared machine)")
     return "\n".join(lines)
 
@@ -244,9 +256,9 @@ def plot(report, path):
     for i, name in enumerate(names):
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(sizes))]
         pick = [next(r for r in rows if r["size"] == s and r["contender"] == name) for s in sizes]
-        axes[0].bar(xs, [r["fps_vs_vsmlrt_best"] for r in pick], width, label=name)
+        axes[0].bar(xs, [r["fps_vs_vsmlrt_ort"] for r in pick], width, label=name)
         axes[1].bar(xs, [r["seam_ratio"] for r in pick], width, label=name)
-    for ax, label in zip(axes, ("frames/s over vs-mlrt's best (higher is better)", "seam ratio of output - input (1 = no seam)")):
+    for ax, label in zip(axes, ("frames/s over vs-mlrt ORT's best (higher is better)", "seam ratio of output - input (1 = no seam)")):
         ax.set_xticks(range(len(sizes)), sizes)
         ax.set_ylabel(label)
         ax.axhline(1.0, color="grey", lw=0.8)

@@ -214,6 +214,10 @@ def test_vsmlrt_cut_lines_and_sample_frames():
     (frame,) = sample_frames(640, 360)
     assert frame.shape == (360, 640, 3) and frame.dtype == np.float32 and 0 <= frame.min() and frame.max() <= 1
     assert frame.std() > 0.05  # a photo, not a blank
+    from restore.runtime import Restorer
+
+    with Restorer("default", backend="onnxruntime", device="cpu") as r:
+        assert np.abs(r.restore(frame) - frame).mean() * 255 > 1  # blurred: the model has something to undo
 
 
 def test_vsmlrt_worker_runs_the_shipped_model_like_our_runtime(tmp_path):

@@ -37,12 +37,11 @@ def test_a_batch_split_over_streams_equals_tile_by_tile(tmp_path):
     np.testing.assert_allclose(together, one_by_one, atol=1e-6)
 
 
-def test_openvino_refuses_a_gpu_and_an_unsupported_precision(tmp_path):
+def test_openvino_refuses_a_gpu_and_fp16(tmp_path):
     source = resolve_model(write_conv_artifact(tmp_path / "conv", layers=1, tile=16, overlap=4))
     assert backend_class("openvino").unavailable_reason(source, "cuda") == "runs on the CPU only"
-    if "FP16" not in cpu_capabilities():
-        with pytest.raises(BackendError, match="fp16"):
-            backend_class("openvino")(source, device="cpu", precision="fp16").activate()
+    with pytest.raises(BackendError, match="runs fp32, bf16, not fp16"):
+        Restorer(str(source.onnx), backend="openvino", precision="fp16")
 
 
 def test_bf16_keeps_the_shipped_models_gain_or_is_refused():
