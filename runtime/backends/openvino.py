@@ -4,15 +4,15 @@
 The graph is compiled twice: for throughput, ``streams`` independent inference streams sharing
 the physical cores, over which a batch of tiles is split, so tiles run side by side instead of
 each operator synchronising all cores (the tiles of a frame are independent); and for latency,
-one stream on every core, for a batch of one tile. Precision is fp32 unless fp16 or bf16 is asked
-for and the CPU computes it natively; OpenVINO's own default on CPUs with AMX would be bf16, which
-changes the output, so it is never left to the default.
+one stream on every core, for a batch of one tile. Precision is fp32 unless bf16 is asked for and
+the CPU computes it natively; OpenVINO's own default on CPUs with AMX would be bf16, which changes
+the output, so it is never left to the default. fp16 is not offered: on a Xeon with AVX512-FP16 the
+shipped model came back NaN on every tile (2026-12-02).
 
 bf16 (AVX512-BF16 / AMX, e.g. Xeon Sapphire Rapids and later): OpenVINO runs convolutions in bf16
 but leaves MatMul in fp32, and the Fourier blocks' matmul-DFTs are a third of the network's time,
 so every MatMul is given bf16 inputs explicitly (its products still accumulate in fp32). bf16 keeps
-fp32's range, so unlike fp16 the 256-point DFT sums cannot overflow. What it costs in output is
-measured in ``benchmarks/cpu_precision.py``.
+fp32's range. What it costs in output is measured by ``benchmarks/cpu_precision.py``.
 """
 import importlib.util
 
@@ -24,7 +24,7 @@ from .base import Backend, cpu_streams, physical_cores
 
 class OpenVinoBackend(Backend):
     name = "openvino"
-    precisions = ("fp32", "fp16", "bf16")
+    precisions = ("fp32", "bf16")
 
     @classmethod
     def unavailable_reason(cls, model, device=None):
@@ -41,9 +41,9 @@ class OpenVinoBackend(Backend):
 
         core = ov.Core()
         path = self.model.onnx
-        precision, capability = {None: ("f32", None), "fp32": ("f32", None), "fp16": ("f16", "FP16"), "bf16": ("bf16", "BF16")}[self.precision]
-        if capability and capability not in cpu_capabilities():
-            raise BackendError(self.model.name, f"{self.precision} requested but this CPU has no native {self.precision} arithmetic for OpenVINO", "use --precision fp32")
+        precision = "bf16" if self.precision == "bf16" else "f32"
+        if precision == "bf16" and "BF16" not in cpu_capabilities():
+            raise BackendError(self.model.name, "bf16 requested but this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX) for OpenVINO", "use --precision fp32")
         cores = physical_cores()
         self.streams = cpu_streams(cores)
         config = {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": precision}
@@ -98,7 +98,7 @@ class OpenVinoBackend(Backend):
 
 
 def cpu_capabilities():
-    """What OpenVINO's CPU plugin computes natively here, e.g. ["FP32", "INT8", "BF16", "FP16", ...]."""
+    """What OpenVINO's CPU plugin computes natively here, e.g. ["FP32", "INT8", "BF16", ...]."""
     import openvino as ov
 
     return ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
