@@ -126,7 +126,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"cpu-precision-{date}.json"
-    restorers = {"onnxruntime fp32": Restorer("default", backend="onnxruntime"), "openvino fp32": Restorer("default", backend="openvino"),
+    restorers = {"onnxruntime fp32": Restorer("default", backend="onnxruntime"), "openvino fp32": Restorer("default", backend="openvino", precision="fp32"),
                  "openvino bf16": Restorer("default", backend="openvino", precision="bf16")}
     rows, uniform = quality(restorers["openvino fp32"], restorers["openvino bf16"])
     report = {"command": " ".join(["python -m restore.benchmarks.cpu_precision", *(argv or [])]), "date": date, "device": device_info("cpu"),

@@ -166,7 +166,8 @@ def run_one(case, frames, warmup, device, rates=None, progress=None, stream=True
         stats = None
         restorer = _restorer(case, device)
         runner = RestorerRunner(restorer, device)
-        record.update(origin="runtime", backend_picked=restorer.backend.name, backend_choice=restorer.backend_choice or None)
+        record.update(origin="runtime", backend_picked=restorer.backend.name, backend_choice=restorer.backend_choice or None,
+                      precision=restorer.backend.precision)  # auto's pick runs the backend's best precision
     record["backend_description"] = runner.description
     record.update(run_case(runner, frame, frames=frames, warmup=warmup, progress=progress))
     record["overlap_efficiency"] = None

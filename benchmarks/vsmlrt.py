@@ -169,7 +169,7 @@ def compare(sizes, rounds=2, frames_per_size=1, python=None, log=print):
     ours = {"restore onnxruntime": Restorer("default", backend="onnxruntime", device="cpu")}
     peers = [("ort", "fp32", 1), ("ort", "fp32", threads), ("ov", "fp32", threads)]  # (plugin, precision, num_streams)
     if backend_class("openvino").unavailable_reason(model, "cpu") is None:
-        ours["restore openvino"] = Restorer("default", backend="openvino", device="cpu")
+        ours["restore openvino"] = Restorer("default", backend="openvino", device="cpu", precision="fp32")
         from restore.runtime.backends.openvino import cpu_capabilities
 
         if "BF16" in cpu_capabilities():

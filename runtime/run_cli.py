@@ -212,7 +212,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 @click.option("--overlap", type=OVERLAP, help="Tile overlap in pixels (default: the artifact's advice).")
 @click.option("--batch", type=BATCH, help="Tiles per inference batch.")
 @click.option("--device", type=DEVICE, help="cpu, cuda or cuda:N (default: the backend's best).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: fp16 on GPU, fp32 on CPU. bf16: --backend openvino on a CPU with AVX512-BF16 or AMX.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), help="Default: the backend's best: fp16 on a GPU; bf16 on OpenVINO where the CPU has AVX512-BF16 or AMX; else fp32.")
 @click.option("--skip-sharp", is_flag=True, help="Pass sharp and flat tiles through without inference (faster on mostly sharp input).")
 @click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
 @click.option("--frames", is_flag=True, help="Write videos as folders of PNG frames.")

@@ -63,7 +63,7 @@ class Backend:
     def __init__(self, model, device=None, precision=None):
         """``model``: a ``ModelSource`` (runtime/artifact.py); ``device``: "cpu", "cuda" or
         "cuda:N" (None = the backend's best); ``precision``: one of ``precisions`` or None
-        (the backend's best for the device)."""
+        (the backend's best for the device; once active, ``precision`` is what it runs)."""
         self.model = model
         self.device = device
         self.precision = precision

@@ -80,7 +80,7 @@ def _key(names, model):
             versions.append(f"{name}={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
             versions.append(name)
-    return "|".join([cpu_name(), str(path.resolve()), stamp, *versions])
+    return "|".join([cpu_name(), str(path.resolve()), stamp, *versions, "default-precisions-2"])  # bumped when a default precision changes
 
 
 def _read_cache():

@@ -62,6 +62,7 @@ class OnnxRuntimeBackend(Backend):
         if self.precision == "fp16" and not self._cuda:  # it would quietly run the fp32 graph
             raise BackendError("onnxruntime", "fp16 runs only on a GPU (CUDAExecutionProvider) here", "use --precision fp32 on a CPU")
         path = self.model.fp16_onnx if use_fp16 or not self.model.onnx else self.model.onnx
+        self.precision = "fp16" if path == self.model.fp16_onnx else "fp32"
         if self._cuda:
             device_id = int(str(self.device).split(":")[1]) if self.device and ":" in str(self.device) else 0
             chosen = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]

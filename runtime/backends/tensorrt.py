@@ -192,7 +192,9 @@ class TensorRTBackend(Backend):
 
         device = int(str(self.device).split(":")[1]) if self.device and ":" in str(self.device) else 0
         driver = get_driver(device=device)  # fails with a clear BackendError where there is no GPU
-        self.engine = TensorRTEngine(self._engine_path(), metadata=self.model.metadata)
+        path = self._engine_path()
+        self.precision = "fp16" if path == self.model.fp16_engine else "fp32"
+        self.engine = TensorRTEngine(path, metadata=self.model.metadata)
         e = self.engine
         self.in_channels, height = e.item_shape[0], e.item_shape[1]
         self.out_channels = e.output_item_shape[0]

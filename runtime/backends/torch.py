@@ -56,6 +56,7 @@ class TorchBackend(Backend):
         fp16 = self.precision == "fp16" or (self.precision is None and on_gpu)
         if fp16 and not on_gpu:
             raise BackendError("torch", "fp16 on CPU is not supported", "use --precision fp32 or a GPU")
+        self.precision = "fp16" if fp16 else "fp32"
         net = model_from_checkpoint(self.model.checkpoint)
         self.net = (half_precision(net) if fp16 else net).to(self._device).eval()
         self.dtype = np.dtype(np.float16 if fp16 else np.float32)

@@ -27,12 +27,16 @@ def test_default_runs_on_onnxruntime_and_matches_the_checkpoint():
     with Restorer("default") as r:  # auto: no TensorRT engine is shipped, so a CPU engine without torch
         # which of the two is timed on this machine (cpu_choice.py): on a loaded one OpenVINO can win
         assert r.backend.name in ("onnxruntime", "openvino")
+        bf16 = ", bf16," in r.description  # OpenVINO's default on a CPU with AVX512-BF16 / AMX
         out = r.restore(image.astype(np.float32) / 255)
     assert out.shape == (256, 256, 3)
     pytest.importorskip("torch")
     with Restorer(DEFAULT_MODEL_DIR / "model.safetensors", backend="torch") as r:
         ref = r.restore(image.astype(np.float32) / 255)
-    assert np.abs(out - ref).max() <= 1e-4
+    if bf16:  # the bar for equal output from a lower precision
+        assert 10 * np.log10(1 / np.mean((out.astype(np.float64) - ref) ** 2)) >= 45
+    else:
+        assert np.abs(out - ref).max() <= 1e-4
 
 
 def _flat_pictures():

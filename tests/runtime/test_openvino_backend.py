@@ -19,9 +19,9 @@ def psnr(a, b):
 
 def test_openvino_matches_onnxruntime_on_the_shipped_model():
     image = np.random.default_rng(0).random((200, 300, 3), dtype=np.float32)  # two tiles: both streams
-    with Restorer("default", backend="openvino") as ov, Restorer("default", backend="onnxruntime") as ort:
+    with Restorer("default", backend="openvino", precision="fp32") as ov, Restorer("default", backend="onnxruntime") as ort:
         assert ov.backend.tile == ort.backend.tile == 256 and ov.scale == 1
-        assert "openvino (CPU" in ov.description and "f32" in ov.description
+        assert "openvino (CPU" in ov.description and ", fp32," in ov.description
         ours, reference = ov.restore(image), ort.restore(image)
     assert ours.shape == image.shape and ours.dtype == np.float32
     assert psnr(ours, reference) >= 60.0  # fp32 on both: equal up to summation order
@@ -44,6 +44,13 @@ def test_openvino_refuses_a_gpu_and_fp16(tmp_path):
         Restorer(str(source.onnx), backend="openvino", precision="fp16")
 
 
+def test_the_default_precision_is_bf16_where_the_cpu_has_it(tmp_path):
+    source = resolve_model(write_conv_artifact(tmp_path / "conv", layers=1, tile=16, overlap=4))
+    with backend_class("openvino")(source, device="cpu") as backend:
+        assert backend.precision == ("bf16" if "BF16" in cpu_capabilities() else "fp32")
+        assert f", {backend.precision}," in backend.description
+
+
 def test_bf16_keeps_the_shipped_models_gain_or_is_refused():
     from restore.trainer.holdout import field_crops, uniform_pictures
     from restore.trainer.metrics import psnr as psnr_vs
@@ -53,7 +60,7 @@ def test_bf16_keeps_the_shipped_models_gain_or_is_refused():
             Restorer("default", backend="openvino", precision="bf16")
         return
     crop = next(c for c in field_crops() if c.blur["kind"] == "defocus")
-    with Restorer("default", backend="openvino", precision="bf16") as bf16, Restorer("default", backend="openvino") as fp32:
+    with Restorer("default", backend="openvino", precision="bf16") as bf16, Restorer("default", backend="openvino", precision="fp32") as fp32:
         assert "bf16" in bf16.description
         ours, reference = bf16.restore(crop.lq), fp32.restore(crop.lq)
         name, flat = uniform_pictures()[2]
