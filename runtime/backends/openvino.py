@@ -14,7 +14,7 @@ with AVX512-FP16 the shipped model came back NaN on every tile (2026-12-02).
 In bf16 OpenVINO runs convolutions in bf16 but leaves MatMul in fp32, and the Fourier blocks'
 matmul-DFTs are a third of the network's time, so every MatMul is given bf16 inputs explicitly
 (its products still accumulate in fp32). bf16 keeps fp32's range. What it costs in output is
-measured by ``benchmarks/cpu_precision.py``: the same gain within 0.06 dB a category, 49 dB or
+measured by ``benchmarks/cpu_precision.py``: the same gain within 0.03 dB a category, 51 dB or
 more against fp32 on the shipped model (the issue's bar for equal output is 45 dB).
 """
 import importlib.util
