@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from restore.runtime.atomic import atomic_write_text
+
 from .media import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -106,7 +108,7 @@ def main(argv=None):
     report = {"command": " ".join(["python -m restore.benchmarks.calibration", *(argv or [])]), "checkpoint": args.checkpoint,
               "cpu": cpu_model(), "date": date, "backoff": backoff, "summary": summary(rows), "crops": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     plot(report, out.with_suffix(".png"))
     print(json.dumps(report["summary"], indent=2))
     print(f"wrote {out} and {out.with_suffix('.png')}")

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 from .media import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -115,7 +117,7 @@ def main():
         result["dispatch"] = _dispatch_costs()
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
 
 
 def _runs(args, size, env):

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 from .media import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -184,7 +186,7 @@ def main(argv=None):
         report["cost_ratio_shipped_over_baseline"] = round(report["models"]["shipped"]["cost"]["seconds_per_1080p_frame"]
                                                            / report["models"]["baseline"]["cost"]["seconds_per_1080p_frame"], 3)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     plot(report, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0

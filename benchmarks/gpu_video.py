@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 from .harness import parse_size, synthetic_frame
 
 CODECS = {False: ("h264_nvenc", "h264_cuvid"), True: ("libx264", "h264")}
@@ -67,7 +69,7 @@ def main(argv=None):
             result = encode_decode(parse_size(args.size), args.frames, args.cpu)
         except Exception as e:  # e.g. no NVENC session on this GPU: recorded, the script goes on
             result = {"error": f"{type(e).__name__}: {e}"}
-    args.out.write_text(json.dumps(result, indent=1))
+    atomic_write_text(args.out, json.dumps(result, indent=1))
     print(json.dumps(result))
     return 1 if "error" in result else 0
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -279,7 +281,7 @@ def main(argv=None):
             source, rgb = make_clip(tmp, 1280, 720, args.model_frames, args.fps)
             report["end_to_end"].append(end_to_end(tmp, source, rgb, args.fps, model="default"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     plot(report, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 from .media import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -114,7 +116,7 @@ def main(argv=None):
               "achieved_gflop_per_s": round(gflop / total_ms * 1e3, 1), "fp32_ceiling": round(total_ms / floor_ms, 2), "ops": table}
     out = args.out or RESULTS / f"ort-profile-{date}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"{'op':16s} {'ms':>8s} {'share':>6s} {'GFLOP':>7s} {'GFLOP/s':>8s}")
     for row in table:
         rate = f"{row['gflop_per_s']:8.1f}" if row["gflop_per_s"] else f"{'-':>8s}"

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 from .media import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -57,7 +59,7 @@ def main(argv=None):
     report = {"command": " ".join(["python -m restore.benchmarks.outside_photo", *(argv or [])]), "cpu": cpu_model(),
               "date": date, "photo": "matplotlib sample data grace_hopper.jpg", "noise": NOISE, "seed": SEED, "cases": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
