@@ -44,7 +44,7 @@ class OpenVinoBackend(Backend):
 
         core = ov.Core()
         path = self.model.onnx
-        native_bf16 = "BF16" in cpu_capabilities()
+        native_bf16 = "BF16" in cpu_capabilities(core)
         bf16 = self.precision == "bf16" or (self.precision is None and native_bf16)
         if bf16 and not native_bf16:
             raise BackendError(self.model.name, "bf16 requested but this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX) for OpenVINO", "use --precision fp32")
@@ -102,11 +102,13 @@ class OpenVinoBackend(Backend):
         self._queue = self._compiled = self._single = None
 
 
-def cpu_capabilities():
+def cpu_capabilities(core=None):
     """What OpenVINO's CPU plugin computes natively here, e.g. ["FP32", "INT8", "BF16", ...]."""
-    import openvino as ov
+    if core is None:
+        import openvino as ov
 
-    return ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        core = ov.Core()
+    return core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def bf16_matmuls(graph):
