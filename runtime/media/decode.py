@@ -117,7 +117,7 @@ class VideoReader:
                 frames = packet.decode()
             except av.FFmpegError as e:
                 if self.decoded == 0:
-                    raise InputError(self.subject, f"cannot decode this video ({getattr(e, 'strerror', None) or e})", "check the file or remove it") from None
+                    raise self._undecodable(e) from None
                 if self.live:  # a live source that stops sending (read timeout) ends the run
                     return None
                 raise TruncatedVideo(self.subject, f"decoding fails after frame {self.decoded} (truncated or corrupt)") from None
@@ -133,6 +133,15 @@ class VideoReader:
                                  f"at frame {self.decoded} (refused: one output size, no silent rescaling)", "split the video where the size changes")
         self.decoded += 1
         return frame, arrival
+
+    def _undecodable(self, error):
+        """The InputError for a video whose first frame fails to decode."""
+        if str(self.source) == STDIO and "mp4" in self.container.format.name.split(","):
+            # an MP4/MOV whose index (moov) follows the frames needs seeking back, which a pipe cannot
+            return InputError(self.subject, f"cannot decode this MP4/MOV from a pipe ({getattr(error, 'strerror', None) or error}; "
+                              "an MP4 whose index is at its end cannot be read from a pipe)",
+                              "give the file's path instead, or pipe Matroska or MPEG-TS")
+        return InputError(self.subject, f"cannot decode this video ({getattr(error, 'strerror', None) or error})", "check the file or remove it")
 
     def _check_raw_size(self, size):
         """The rawvideo demuxer cuts frame-sized packets; a shorter one is the stream's partial end."""

@@ -313,6 +313,18 @@ def test_stdin_to_stdout_round_trip(tmp_path, model):
     assert not (tmp_path / "-").exists()
 
 
+def test_piped_mp4_with_its_index_at_the_end_says_to_give_the_path(tmp_path, model):
+    # PyAV writes the moov last; ~100 kB, more than FFmpeg holds while it probes a pipe
+    src = write_test_video(tmp_path / "clip.mp4", frames=10, size=(320, 240))
+    with open(src, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "restore.runtime", "run", "-", "-o", str(tmp_path / "out.mkv"), "--model", str(model)],
+                              stdin=stdin, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3 and not (tmp_path / "out.mkv").exists()
+    line = proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr and line.startswith("restore: error: stdin: cannot decode this MP4/MOV from a pipe"), proc.stderr
+    assert "give the file's path" in line
+
+
 def test_http_source_on_loopback(tmp_path, model, monkeypatch):
     write_test_video(tmp_path / "clip.mkv", frames=6, size=(64, 48))
     handler = functools.partial(QuietHandler, directory=str(tmp_path))
