@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from restore.runtime.atomic import atomic_write_text
+from restore.runtime.atomic import atomic_path, atomic_write_text
 
 from .media import cpu_model
 
@@ -92,7 +92,8 @@ def plot(report, path):
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{Path(report['checkpoint']).name} on {report['cpu']}, {report['date']}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv=None):

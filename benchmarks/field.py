@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restore.runtime.atomic import atomic_write_text
+from restore.runtime.atomic import atomic_path, atomic_write_text
 
 from .media import cpu_model
 
@@ -159,7 +159,8 @@ def plot(report, path):
         ax.set_title(title, fontsize=10)
     fig.suptitle(f"restore field checks on {report['cpu']}, {report['date']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv=None):

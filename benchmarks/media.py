@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restore.runtime.atomic import atomic_write_text
+from restore.runtime.atomic import atomic_path, atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -254,7 +254,8 @@ def plot(report, path):
         right.set_ylabel("seconds")
     fig.suptitle(f"restore media layer (PyAV {report['pyav']}) on {report['cpu']}, {report['date']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv=None):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 RESULTS = Path(__file__).parent / "results" / "runtime_memory.json"
 
 
@@ -94,7 +96,7 @@ def run(argv=None):
     }
     print(json.dumps(result, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS, json.dumps(result, indent=2) + "\n")
     dst.unlink(missing_ok=True)
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_path, atomic_write_text
+
 from .media import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -102,7 +104,8 @@ def plot(report, path):
     ax.legend(fontsize=8)
     fig.suptitle(f"{Path(report['checkpoint']).name}, {report['cpu']}, {report['date']}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv=None):
@@ -120,7 +123,7 @@ def main(argv=None):
     report = {"command": " ".join(["python -m restore.benchmarks.shake_kernels", *(argv or [])]), "checkpoint": args.checkpoint,
               "cpu": cpu_model(), "date": date, "balances": BALANCES, "mean_gain_db": mean, "crops": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     plot(report, out.with_suffix(".png"))
     print(json.dumps(mean, indent=2))
     print(f"wrote {out} and {out.with_suffix('.png')}")

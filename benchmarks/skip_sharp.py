@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 RESULTS = Path(__file__).parent / "results" / "skip_sharp.json"
 FRAME_H, FRAME_W = 480, 640
 
@@ -134,7 +136,7 @@ def run(argv=None):
     result = {"model": described, "runtime": runtime, "scenes": results,
               "command": "python -m restore.benchmarks.skip_sharp " + " ".join(argv or sys.argv[1:])}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

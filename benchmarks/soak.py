@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_path
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -124,7 +126,8 @@ def plot(result, path):
     ax.set_title(f"soak: {result['frames']} frames {result['frame_size']}, slope {result['slope_bytes_per_frame']:.0f} B/frame")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 

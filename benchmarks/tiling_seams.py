@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from restore.runtime.atomic import atomic_write_text
+
 from .skip_sharp import fallback_model
 
 RESULTS = Path(__file__).parent / "results" / "tiling_seams.json"
@@ -74,7 +76,7 @@ def run(argv=None):
         }
     print(json.dumps(result, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
