@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The shipped model's training on a GPU, as one time-boxed device call: the data of its last CPU
-# stage (trainer/configs/fourier-unet-deblur-field5.yaml: curved shake, blurs up to 35 px / sigma 5 /
+# stage (trainer/configs/fourier-unet-deblur-field6.yaml: curved shake, blurs up to 35 px / sigma 5 /
 # radius 8, rescaled pictures, unblurred ones, sensor noise, JPEG and H.264), in one stage from
 # scratch with the final layout (Fourier blocks above the bottleneck, the deconvolution front end
-# with kernel bank 2 and its backoff), bigger patches and batches. (Under AMP the front end's
+# with kernel bank 2, its backoff and backoff dropout), bigger patches and batches. (Under AMP the front end's
 # kernel estimate and Wiener filter stay fp32.) Without PyAV on the machine the H.264 step is left
 # out (the script says so).
 #   OUT=/folder/that/comes/back bash trainer/gpu_train.sh [extra dotted overrides...]
@@ -47,7 +47,7 @@ if ! python3 -c "import av" 2>/dev/null; then
 fi
 # The budget stops the loop; the timeout (budget + 90 s for start-up, validation and saving) stops
 # anything that hangs, still inside the device tool's 600 s.
-timeout $(( TRAIN_MIN * 60 + 90 )) python3 -m restore.runtime train trainer/configs/fourier-unet-deblur-field5.yaml \
+timeout $(( TRAIN_MIN * 60 + 90 )) python3 -m restore.runtime train trainer/configs/fourier-unet-deblur-field6.yaml \
   "${OVERRIDES[@]}" "$@" --run-dir "$RUN_DIR" --no-progress
 weights=$RUN_DIR/checkpoints/final.safetensors
 if (( $(stat -c %s "$weights") >= 16 * 1024 * 1024 )); then

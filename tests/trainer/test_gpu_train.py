@@ -20,5 +20,6 @@ def test_gpu_recipe_dry_run_returns_a_shippable_run_of_the_field_stage(tmp_path)
     assert {p.name for p in run.iterdir()} == {"checkpoints", "metrics.jsonl", "curves.png", "config.yaml"}
     ckpt = load_checkpoint(run / "checkpoints" / "final.safetensors")
     assert ckpt["config"]["bank"] == 2 and ckpt["config"]["deconv"] is True
+    assert ckpt["config"]["backoff_dropout"] == 0.3  # stage 6's data and layout (field6.yaml)
     config = (run / "config.yaml").read_text()
     assert "h264" in config and "rescale" in config and "trajectory_length" in config
