@@ -29,6 +29,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def measure(checkpoint):
     from restore.trainer import holdout
+    from restore.trainer.calibrate import full_strength
     from restore.trainer.checkpoint import load_checkpoint, model_from_checkpoint
     from restore.trainer.inference import restore_array
     from restore.trainer.metrics import psnr
@@ -44,9 +45,7 @@ def measure(checkpoint):
             posterior = model.estimate(torch.from_numpy(crop.lq.transpose(2, 0, 1).copy())[None])[0]
         before = psnr(crop.gt, crop.lq)
         gain = psnr(crop.gt, restore_array(model, crop.lq)) - before
-        backoff, model.backoff = model.backoff, None
-        full = psnr(crop.gt, restore_array(model, crop.lq)) - before
-        model.backoff = backoff
+        full = psnr(crop.gt, full_strength(model, crop.lq)) - before
         rows.append({"data": data, "name": crop.name, "kind": crop.blur["kind"] if data == "field" else f"holdout {crop.blur['kind']}",
                      "confidence": round(float(1 - posterior[SHARP]), 4), "top_probability": round(float(posterior.max()), 4),
                      "gain_db": round(float(gain), 3), "gain_full_strength_db": round(float(full), 3)})

@@ -21,6 +21,7 @@ import click
 import numpy as np
 import torch
 
+from restore.runtime.atomic import atomic_write_text
 from restore.runtime.errors import ConfigError
 
 from . import holdout
@@ -41,20 +42,25 @@ def scale(confidence, low, high):
     return np.clip((confidence - low) / (high - low), 0.0, 1.0)
 
 
+def full_strength(model, image):
+    """``model``'s output for ``image`` (H, W, C) with its backoff left out: the correction at
+    full strength, whatever the blur confidence."""
+    backoff, model.backoff = model.backoff, None
+    try:
+        return restore_array(model, image)
+    finally:
+        model.backoff = backoff
+
+
 def measure(model):
-    """Per calibration crop: (gt, input, the correction at scale 1, the blur confidence)."""
+    """Per calibration crop: (gt, input, the correction at full strength, the blur confidence)."""
     from .models.deconv import SHARP
 
     rows = []
     for crop in holdout.field_crops(builtin_images("train"), crop=CROP, seed=SEED):
         with torch.no_grad():
             posterior = model.estimate(torch.from_numpy(crop.lq.transpose(2, 0, 1).copy())[None])[0]
-        confidence = float(1 - posterior[SHARP])
-        low, high = model.backoff
-        at = float(scale(confidence, low, high))
-        out = restore_array(model, crop.lq)
-        correction = (out - crop.lq) / at if at > 0 else np.zeros_like(out)
-        rows.append((crop.name, crop.gt, crop.lq, correction, confidence))
+        rows.append((crop.name, crop.gt, crop.lq, full_strength(model, crop.lq) - crop.lq, float(1 - posterior[SHARP])))
     return rows
 
 
@@ -95,7 +101,7 @@ def calibrate(run_dir, out_dir=None, log=print):
             shutil.copyfile(run_dir / name, out_dir / name)
     report = {"run": str(run_dir), "crops": len(rows), "seed": SEED, "crop": CROP, "chosen": chosen,
               "confidence": {name: round(c, 4) for name, _, _, _, c in rows}, "candidates": table}
-    (out_dir / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out_dir / "calibration.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
