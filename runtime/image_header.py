@@ -219,16 +219,18 @@ def _tiff(f, head):
     return found[256], found[257]
 
 
-def tiff_samples_per_pixel(path):
-    """The first page's SamplesPerPixel (1 when the tag is absent), or None for a file that is not a TIFF."""
+def tiff_layout(path):
+    """The first page's (SamplesPerPixel, BitsPerSample), 1 for an absent tag, or None for a
+    file that is not a readable TIFF."""
     with open(path, "rb") as f:
         head = f.read(32)
         if head[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
             return None
         try:
-            return _tiff_tags(f, head).get(277, 1)
+            found = _tiff_tags(f, head)
         except (struct.error, ValueError, OverflowError):
             return None
+        return found.get(277, 1), found.get(258, 1)
 
 
 def _tiff_tags(f, head):

@@ -1,4 +1,4 @@
-"""Image I/O for the runtime (OpenCV), and which files are images or videos.
+"""Image I/O for the runtime (OpenCV; 8-bit TIFFs through Pillow), and which files are images or videos.
 
 Pixels leave this module as RGB(A) or gray NumPy arrays (OpenCV's BGR is converted here), the
 layout ``Restorer`` expects. Video is FFmpeg's: see runtime/media/.
@@ -6,6 +6,7 @@ layout ``Restorer`` expects. Video is FFmpeg's: see runtime/media/.
 Outputs are atomic (runtime/atomic.py); a PNG is streamed strip by strip (``PngStripWriter``).
 """
 import contextlib
+import dataclasses
 import io
 import struct
 import zlib
@@ -18,7 +19,7 @@ from .atomic import atomic_path, output_error
 from .errors import InputError, OutputError
 from .pixels import check_float_pixels
 from . import image_meta
-from .image_header import check_image_file, tiff_samples_per_pixel
+from .image_header import check_image_file, tiff_layout
 from .media.mux import notice
 from .media.sources import is_video
 
@@ -48,9 +49,21 @@ def read_image_info(path):
     damaged, several frames, non-finite or out-of-range float pixels."""
     path = Path(path)
     check_image_file(path)  # size from the header first: no allocation for a forged 30000x30000
-    if tiff_samples_per_pixel(path) == 2:  # OpenCV decodes it as 8-bit gray: alpha and depth would be lost silently
-        raise InputError(path, "gray+alpha TIFF, which this reader cannot decode whole", "save it as a gray+alpha PNG")
     info = image_meta.read_info(path)
+    tiff = tiff_layout(path)
+    if tiff is not None and tiff[1] <= 8:
+        image = _read_8bit_tiff(path)
+    else:
+        image = image_meta.upright(_read_with_opencv(path, tiff, info), info.orientation)
+    return image, _fit_profile(path, info, image)
+
+
+def _read_with_opencv(path, tiff, info):
+    if tiff is not None and tiff[0] == 2:  # OpenCV decodes it as 8-bit gray: alpha and depth would be lost silently
+        raise InputError(path, "gray+alpha TIFF, which this reader cannot decode whole", "save it as a gray+alpha PNG")
+    if tiff is not None and info.orientation != 1:  # OpenCV's TIFF reader turns 2-4 itself and fails on 5-8
+        raise InputError(path, f"{tiff[1]}-bit TIFF with an EXIF orientation ({info.orientation}), which this reader cannot turn upright reliably",
+                         "save it upright (orientation 1), or as a 16-bit PNG")
     dst, gray_alpha = _png_buffer(path)
     with image_meta.captured_stderr() as messages:  # libjpeg reports damage only there
         image = cv2.imread(str(path), dst, cv2.IMREAD_UNCHANGED) if dst is not None else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -63,7 +76,42 @@ def read_image_info(path):
         check_float_pixels(image, path)
     if gray_alpha:  # OpenCV expands gray+alpha to BGRA: back to 2 channels, so LA stays LA
         image = np.ascontiguousarray(image[..., [0, 3]])
-    return image_meta.upright(_swap_rb(image), info.orientation), info
+    return _swap_rb(image)
+
+
+# Pillow modes of 8-bit TIFFs -> the mode they are restored in (the rest are refused)
+_TIFF_MODES = {"L": "L", "LA": "LA", "La": "LA", "RGB": "RGB", "RGBA": "RGBA", "RGBa": "RGBA", "1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB"}
+
+
+def _read_8bit_tiff(path):
+    """An 8-bit TIFF, upright (RGB order), through Pillow: OpenCV reads these through libtiff's
+    RGBA interface, which premultiplies an ordinary alpha (darker colours) and turns the picture
+    by its orientation tag itself (and fails on the tags that transpose it). Pillow turns some
+    TIFFs on loading (then drops the tag) and not others; ``exif_transpose`` turns what is left."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            mode = _TIFF_MODES.get(image.mode)
+            if mode is None:
+                raise InputError(path, f"unsupported TIFF pixel layout (Pillow mode {image.mode})", "convert it to 8- or 16-bit RGB or gray")
+            if image.mode == "P" and "transparency" in image.info:
+                mode = "RGBA"
+            image = ImageOps.exif_transpose(image)
+            return np.array(image if image.mode == mode else image.convert(mode))
+    except (OSError, ValueError, SyntaxError):
+        raise InputError(path, "cannot decode this image (corrupt, truncated or not an image)", "check the file or remove it") from None
+
+
+def _fit_profile(path, info, image):
+    """``info`` without its colour profile when that is for other colours than the output's (a
+    CMYK or Lab profile on an RGB output is invalid); says so."""
+    space = info.icc_profile[16:20] if info.icc_profile and len(info.icc_profile) >= 20 else None
+    if space in (None, b"RGB ", b"GRAY"):
+        return info
+    notice(f"{path}: its colour profile is for {space.decode('latin-1').strip()} colours; the output is "
+           f"{'gray' if image.ndim == 2 or image.shape[2] == 2 else 'RGB'}, written without it (colours converted without the profile)")
+    return dataclasses.replace(info, icc_profile=None)
 
 
 def _png_buffer(path):

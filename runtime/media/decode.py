@@ -63,6 +63,7 @@ class VideoReader:
             self._decoded = collections.deque()
             self._carry = []  # copied-stream packets waiting for the next frame
             self._last_pts = None
+            self._packets_end = 0  # the end of the last video packet demuxed, in the stream's time base
             self.decoded = self.dropped = 0
             self.busy_s = 0.0  # seconds the decode thread spent decoding, not waiting (benchmarks/media.py)
             self._first = self._next_frame()
@@ -114,6 +115,8 @@ class VideoReader:
                     continue
                 if self._frame_bytes is not None and packet.size:
                     self._check_raw_size(packet.size)
+                if packet.pts is not None:  # a VFR video's last frame may last longer than a period
+                    self._packets_end = max(self._packets_end, packet.pts + (packet.duration or 0))
                 frames = packet.decode()
             except av.FFmpegError as e:
                 if self.decoded == 0:
@@ -215,11 +218,20 @@ class VideoReader:
             if isinstance(self._error, RestoreError):
                 raise self._error
             raise InputError(self.subject, f"decoding failed ({self._error})")
-        # FFmpeg can end a damaged file quietly; the container's frame count tells a cut-off one
-        # (one frame of slack: some containers only estimate it).
-        frames = self.info.frames
-        if frames and not self.live and self.decoded < frames - 1:
+        # FFmpeg can end a damaged file quietly; the container's frame count tells a cut-off one,
+        # else the stream's duration (Matroska has no count) against the last frame's end (one
+        # frame of slack each: some containers only estimate them).
+        frames, duration = self.info.frames, self.info.duration
+        if self.live:
+            return
+        if frames and self.decoded < frames - 1:
             raise TruncatedVideo(self.subject, f"only the first {self.decoded} of {frames} frames decode (truncated or corrupt)")
+        if not frames and duration and self._last_pts is not None:
+            period = 1 / self.info.rate
+            end = max(self._last_pts * self.info.time_base + period, self._packets_end * self.info.time_base) - self.start_time
+            if end < duration - 2 * period:
+                raise TruncatedVideo(self.subject, f"the frames decode only to {float(end):.2f} s of the stream's {float(duration):.2f} s "
+                                     f"({self.decoded} frames; truncated or corrupt)")
 
     def close(self):
         self._stop_thread()

@@ -25,6 +25,7 @@ class VideoInfo:
     frames: int = None  # the container's count, when it has one
     rotation: float = 0.0  # counter-clockwise degrees of the display matrix
     colour: dict = dataclasses.field(default_factory=dict)  # COLOUR_FIELDS -> FFmpeg's enum values
+    duration: Fraction = None  # seconds, the video stream's own (not the container's), when it has one
 
     def scaled(self, scale):
         return dataclasses.replace(self, width=self.width * scale, height=self.height * scale)
@@ -55,7 +56,21 @@ def video_info(stream, name):
     if ctx.format is not None:
         bits = max(c.bits for c in av.VideoFormat(ctx.format.name).components)
     colour = {field: int(getattr(ctx, field) or 0) for field in COLOUR_FIELDS}
-    return VideoInfo(width, height, Fraction(stream.time_base), Fraction(rate), bits, stream.frames or None, 0.0, colour)
+    return VideoInfo(width, height, Fraction(stream.time_base), Fraction(rate), bits, stream.frames or None, 0.0, colour,
+                     stream_duration(stream))
+
+
+def stream_duration(stream):
+    """The stream's own duration in seconds (a Fraction), from its header or, in Matroska, its
+    DURATION tag ("HH:MM:SS.nnnnnnnnn"); None when it has neither."""
+    if stream.duration:
+        return stream.duration * Fraction(stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION", "")
+    try:
+        hours, minutes, seconds = tag.split(":")
+        return Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
+    except ValueError:
+        return None
 
 
 def count_video_packets(path):

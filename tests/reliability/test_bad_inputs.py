@@ -199,6 +199,24 @@ def test_video_with_corrupt_last_frames_keeps_a_playable_partial(tmp_path, tiny_
     assert 1 <= kit.decodable_frames(partial) < 20
 
 
+@pytest.mark.parametrize("audio", [None, "aac"])
+def test_cut_matroska_without_a_frame_count_keeps_a_partial_not_a_complete_looking_video(tmp_path, tiny_model, kit, audio):
+    """Matroska holds no frame count: the video track's duration tells a cut file from a whole one."""
+    from restore.runtime.testing import write_test_video
+
+    good = write_test_video(tmp_path / "good.mkv", frames=20, size=(160, 120), audio=audio)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    out = tmp_path / "out.mkv"
+    result = kit.run_cli("restore", "run", cut, "-o", out, "--model", tiny_model, "-q")
+    line = kit.assert_user_error(result, "restore", 3, cut, "of the stream's 2.00 s")
+    assert not out.exists() and 1 <= kit.decodable_frames(tmp_path / "out.partial.mkv") < 20, line
+    # a whole VFR file whose last frame lasts 2.6 s is not mistaken for a cut one
+    vfr = write_test_video(tmp_path / "vfr.mkv", frames=6, pts=[0, 100, 200, 300, 400, 3000], audio=audio)
+    assert kit.run_cli("restore", "run", vfr, "-o", tmp_path / "vfr_out.mkv", "--model", tiny_model, "-q").code == 0
+    assert kit.decodable_frames(tmp_path / "vfr_out.mkv") == 6
+
+
 @pytest.mark.parametrize("kind", ["empty", "truncated", "not a video"])
 def test_broken_videos(tmp_path, tiny_model, kit, kind):
     good = kit.write_video(tmp_path / "good.mp4", frames=10, fourcc="mp4v")

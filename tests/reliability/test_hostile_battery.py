@@ -55,6 +55,66 @@ def test_gray_alpha_tiff_keeps_its_alpha_and_depth_or_is_refused(tmp_path, kit, 
         assert not (tmp_path / "out.tif").exists()
 
 
+@pytest.fixture(scope="module")
+def identity_model(tmp_path_factory):
+    """Output = input: any change in a restored file is the tool's doing."""
+    from restore.runtime.testing import write_conv_artifact
+
+    return write_conv_artifact(tmp_path_factory.mktemp("identity") / "identity", layers=0, tile=32, overlap=8)
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+def test_rgba_tiff_keeps_its_colours(tmp_path, kit, identity_model, compression):
+    """libtiff's RGBA reader (OpenCV's) premultiplies an ordinary alpha: 200 at alpha 128 came back 100."""
+    pixels = kit.noise((24, 32, 4), np.uint8)
+    src = tmp_path / "rgba.tif"
+    Image.fromarray(pixels, "RGBA").save(src, compression=compression)
+    for out in (tmp_path / "out.png", tmp_path / "out.tif"):
+        assert kit.run_cli("restore", "run", src, "-o", out, "--model", identity_model, "-q").code == 0
+        np.testing.assert_array_equal(read_image(out), pixels)
+
+
+UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_tiff_orientation_is_applied_once(tmp_path, kit, identity_model, orientation):
+    """OpenCV turned 2-4 itself (then the runtime turned them back) and failed on 5-8 ("corrupt")."""
+    pixels = kit.noise((24, 32, 3), np.uint8)
+    for compression in (None, "tiff_lzw"):
+        src = tmp_path / f"o{orientation}{compression or ''}.tif"
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(pixels).save(src, exif=exif, compression=compression)
+        out = tmp_path / f"{src.stem}.png"
+        assert kit.run_cli("restore", "run", src, "-o", out, "--model", identity_model, "-q").code == 0
+        np.testing.assert_array_equal(read_image(out), UPRIGHT[orientation](pixels))
+
+
+def test_deep_tiff_with_an_orientation_is_refused_in_one_line(tmp_path, kit, identity_model):
+    tifffile = pytest.importorskip("tifffile")
+    src = tmp_path / "deep.tif"
+    tifffile.imwrite(src, kit.noise((24, 32, 3), np.uint16), photometric="rgb", extratags=[(0x0112, "H", 1, 6, True)])
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.png", "--model", identity_model, "-q")
+    kit.assert_user_error(result, "restore", 3, src)
+    assert "orientation" in result.stderr and not (tmp_path / "out.png").exists()
+
+
+def test_a_cmyk_profile_is_not_attached_to_the_rgb_output(tmp_path, kit, identity_model):
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[16:20] = b"CMYK"  # a CMYK profile's colour space
+    src = tmp_path / "cmyk.jpg"
+    Image.fromarray(kit.noise((24, 32, 3), np.uint8)).convert("CMYK").save(src, icc_profile=bytes(profile))
+    for out in (tmp_path / "out.jpg", tmp_path / "out.png"):
+        result = kit.run_cli("restore", "run", src, "-o", out, "--model", identity_model)
+        assert result.code == 0 and "colour profile is for CMYK" in result.stderr, result.stderr
+        with Image.open(out) as image:
+            assert image.mode == "RGB" and "icc_profile" not in image.info
+
+
 # --- closed standard streams -----------------------------------------------------------------------
 def test_stdout_closed_with_dash_output_is_one_line(tmp_path, tiny_model):
     """``restore run clip.mkv -o - >&-``: there is no stdout to write the video to."""
