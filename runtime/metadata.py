@@ -12,6 +12,7 @@ import math
 from pathlib import Path, PurePosixPath
 
 from .errors import ModelError
+from .tiler import max_overlap
 
 ARTIFACT_FORMAT = "restore-artifact/1"
 MAX_BYTES = 1 << 20  # the shipped metadata.json is 3.4 kB
@@ -140,8 +141,8 @@ def _cross_checks(doc):
             raise Invalid(f"io.normalisation.{key}: {len(norm[key])} values for {channels} input channels")
     tiling = doc.get("tiling") or {}
     tile, overlap = tiling.get("tile"), tiling.get("overlap")
-    if tile is not None and overlap is not None and overlap >= tile:
-        raise Invalid(f"tiling.overlap: {overlap} is not smaller than the tile ({tile})")
+    if tile is not None and overlap is not None and overlap > max_overlap(tile):
+        raise Invalid(f"tiling.overlap: {overlap} is more than half the tile ({tile})")
     batch = (doc.get("shapes") or {}).get("batch") or {}
     low, opt, high = batch.get("min", 1), batch.get("opt", batch.get("min", 1)), batch.get("max", 1024)
     if not low <= opt <= high:

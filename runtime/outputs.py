@@ -63,14 +63,16 @@ def fresh_folder(folder):
         raise OutputError(folder, f"{what}; frames are written only into a new or empty folder", "give another -o or empty the folder")
 
 
-def reusable_folder(folder, report, keys, option="-o"):
+def reusable_folder(folder, report, keys, option="-o", writes=()):
     """OutputError (exit 5) unless ``folder`` is new, empty, or an earlier run's of the same command:
-    its JSON ``report`` file holds ``keys``. For commands that write fixed names (``restore demo``'s
-    report.md, ``restore eval``'s grid.png): they never replace a user's file of that name."""
+    its JSON ``report`` file holds ``keys``, or (a run stopped before its report) every entry in it
+    matches a glob of ``writes``, the names the command writes. For commands that write fixed names
+    (``restore demo``'s report.md, ``restore eval``'s grid.png): they never replace a user's file."""
+    import fnmatch
     import json
 
     folder = Path(folder)
-    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+    if not folder.exists() or (folder.is_dir() and all(any(fnmatch.fnmatchcase(p.name, w) for w in writes) for p in folder.iterdir())):
         return
     try:
         earlier = json.loads((folder / report).read_text())

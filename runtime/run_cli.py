@@ -2,7 +2,6 @@
 samples). Thin click layer over Restorer, runtime/streams.py (images) and runtime/media/ (video);
 user errors are RestoreErrors."""
 import contextlib
-import json
 import math
 import os
 import signal
@@ -295,37 +294,49 @@ def demo(output, model, backend, samples, quiet):
     report (PSNR against samples/sharp/ where a reference exists, sharpness otherwise)."""
     from .api import Restorer
     from .atomic import atomic_write_text
-    from .streams import read_image, write_image
 
     _stop_signals_as_interrupt()
-    paths = sorted(samples.glob("*.png")) if samples.is_dir() else []
+    paths = sorted(p for p in samples.glob("*.png") if not p.name.startswith(".")) if samples.is_dir() else []  # ._x.png: macOS metadata
     if not paths:
         raise InputError(samples, "no sample PNGs here", "give --samples FOLDER")
-    outputs.reusable_folder(output, "report.json", {"model", "runtime", "samples"})
+    outputs.reusable_folder(output, "report.json", {"model", "runtime", "samples"}, writes=("*.before_after.png",))
     say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    rows = []
+    rows, failures = [], []
     with Restorer(model, backend=backend) as restorer:
         say(f"restore demo: {restorer.description}")
         for path in paths:
-            before = read_image(path)
-            start = time.perf_counter()
-            after = restorer.restore(before)
-            seconds = time.perf_counter() - start
-            row = {"sample": path.name, "size": f"{before.shape[1]}x{before.shape[0]}", "seconds": round(seconds, 3)}
-            reference = samples / "sharp" / path.name
-            if reference.is_file():
-                sharp = read_image(reference)
-                row["psnr_before"] = _psnr(_upscaled(before, restorer.scale), sharp)
-                row["psnr_after"] = _psnr(after, sharp)
-            row["sharpness_before"] = _sharpness(before)
-            row["sharpness_after"] = _sharpness(after)
-            write_image(output / f"{path.stem}.before_after.png", _side_by_side(_upscaled(before, restorer.scale), after))
+            try:
+                row = _demo_one(restorer, path, samples / "sharp" / path.name, output)
+            except InputError as e:
+                failures.append(path.name)
+                click.echo(f"restore demo: skipped: {e}", err=True)
+                continue
             rows.append(row)
             say(_describe(row))
     report = {"model": restorer.source.describe(), "runtime": restorer.description, "samples": rows}
-    atomic_write_text(output / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(output / "report.md", _markdown(report))
-    say(f"restore demo: wrote {len(rows)} before/after images and report.md to {output}")
+    if rows:
+        atomic_write_text(output / "report.json", outputs.finite_json(report, indent=2) + "\n")
+        atomic_write_text(output / "report.md", _markdown(report))
+        say(f"restore demo: wrote {len(rows)} before/after images and report.md to {output}")
+    _raise_failures(failures, paths)
+
+
+def _demo_one(restorer, path, reference, output):
+    """Restore one sample; write its before|after PNG and return its report row."""
+    from .streams import read_image, write_image
+
+    before = read_image(path)
+    sharp = read_image(reference) if reference.is_file() else None
+    start = time.perf_counter()
+    after = restorer.restore(before)
+    row = {"sample": path.name, "size": f"{before.shape[1]}x{before.shape[0]}", "seconds": round(time.perf_counter() - start, 3)}
+    psnr = None if sharp is None else (_psnr(_upscaled(before, restorer.scale), sharp), _psnr(after, sharp))
+    if psnr and None not in psnr:  # a reference of another size or channel count says nothing
+        row["psnr_before"], row["psnr_after"] = psnr
+    row["sharpness_before"] = _sharpness(before)
+    row["sharpness_after"] = _sharpness(after)
+    write_image(output / f"{path.stem}.before_after.png", _side_by_side(_upscaled(before, restorer.scale), after))
+    return row
 
 
 def _upscaled(image, scale):

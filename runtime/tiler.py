@@ -25,6 +25,12 @@ from .pixels import FULL_SCALE, check_float_pixels
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 
+def max_overlap(tile):
+    """The largest overlap worth running: past half the tile every pixel is computed more than four
+    times (at tile - 1, once per pixel of the tile squared), a run that looks hung for no better picture."""
+    return tile // 2
+
+
 def axis_layout(length, tile, overlap):
     """(pad, padded_length, tile starts in padded coordinates) along one axis."""
     pad = (overlap + 1) // 2  # rounded up: with overlap 1 at x2/x4 the feather's zeroed edge pixel would be an image pixel
@@ -96,11 +102,12 @@ class Tiler:
     """Runs an activated backend over images of any size.
 
     ``tile``/``overlap``/``batch``: in input pixels and tiles per batch; a backend with a fixed
-    tile size imposes its own (``tile`` None: that one, else ``default_tile``). ``mean``/``std``: the model's input normalisation (per model
+    tile size imposes its own (``tile`` None: that one, else ``default_tile``; ``overlap`` None: the
+    model's ``default_overlap``, cut to half of a small tile). ``mean``/``std``: the model's input normalisation (per model
     channel), undone on the output."""
 
-    def __init__(self, backend, tile=None, overlap=32, batch=4, mean=None, std=None, default_tile=256, rows_per_call_tiles=32,
-                 estimate_tiles=8):
+    def __init__(self, backend, tile=None, overlap=None, batch=4, mean=None, std=None, default_tile=256, default_overlap=32,
+                 rows_per_call_tiles=32, estimate_tiles=8):
         self.backend = backend
         mult = max(int(backend.size_multiple or 1), 1)
         if backend.tile:
@@ -113,8 +120,11 @@ class Tiler:
             raise ConfigError(f"tile={tile}", f"tile must be at least the model's size multiple {mult}")
         else:
             tile = -(-int(tile) // mult) * mult
-        if overlap is None or not 0 <= overlap < tile:
-            raise ConfigError(f"overlap={overlap}", f"overlap must be >= 0 and smaller than the tile ({tile})")
+        if overlap is None:
+            overlap = min(int(default_overlap), max_overlap(tile))
+        if not 0 <= overlap <= max_overlap(tile):
+            raise ConfigError(f"overlap={overlap}", f"overlap must be between 0 and half the tile ({max_overlap(tile)})",
+                              "give a smaller overlap or a larger tile")
         if batch is None or batch < 1:
             raise ConfigError(f"batch={batch}", "batch must be at least 1", "give 1 or more, or leave it out for the model's advice")
         self.tile, self.overlap = tile, int(overlap)

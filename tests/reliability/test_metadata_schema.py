@@ -66,6 +66,7 @@ CASES = {
     "tiling a string": ((("tiling",), "x"), "tiling"),
     "overlap a string": ((("tiling", "overlap"), "16"), "tiling.overlap"),
     "overlap as big as the tile": ((("tiling", "overlap"), 64), "tiling.overlap"),
+    "overlap past half the tile": ((("tiling", "overlap"), 33), "tiling.overlap"),
     "batch a string": ((("shapes", "batch", "opt"), "abc"), "shapes.batch.opt"),
     "batch 0": ((("shapes", "batch", "opt"), 0), "shapes.batch.opt"),
     "batch min above max": ((("shapes", "batch", "min"), 9), "shapes.batch"),

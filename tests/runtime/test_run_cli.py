@@ -1,4 +1,5 @@
 """`restore run` / `restore demo` through the real CLI entry point: outputs and exit codes."""
+import json
 import os
 import signal
 import subprocess
@@ -118,6 +119,29 @@ def test_demo_writes_side_by_side_images_and_a_report(tmp_path, model, monkeypat
     report = (out / "report.md").read_text()
     assert "| one.png |" in report and "| two.png |" in report
     assert '"psnr_after"' in (out / "report.json").read_text()
+
+
+def test_demo_on_an_unlucky_samples_folder(tmp_path, model, monkeypatch, capsys):
+    """A broken sample is skipped (exit 8, the others done), macOS '._x.png' files are not samples,
+    a reference identical to its sample gives valid JSON, and a run stopped before its report
+    (images only) does not lock the folder against the next run."""
+    samples = tmp_path / "samples"
+    (samples / "sharp").mkdir(parents=True)
+    flat = np.full((40, 40, 3), 128, np.uint8)
+    cv2.imwrite(str(samples / "flat.png"), flat)
+    cv2.imwrite(str(samples / "sharp" / "flat.png"), flat)  # PSNR of identical images: infinite
+    (samples / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    (samples / "._flat.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "flat.before_after.png").write_bytes(b"from a run that was stopped")
+    assert restore(monkeypatch, "demo", "-o", out, "--model", model, "--samples", samples) == 8
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "._flat" not in err and "Traceback" not in err
+    report = json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert [r["sample"] for r in report["samples"]] == ["flat.png"]
+    assert report["samples"][0]["psnr_before"] is None
+    assert cv2.imread(str(out / "flat.before_after.png")).shape == (40, 88, 3)
 
 
 def test_sigterm_keeps_a_playable_partial_video(tmp_path, model):

@@ -213,5 +213,9 @@ def test_layout_covers_the_padded_axis():
 def test_bad_tiling_options_are_config_errors(models):
     with pytest.raises(ConfigError):
         tiler_for(models["conv"], tile=32, overlap=32)
+    with pytest.raises(ConfigError, match="half the tile"):
+        tiler_for(models["conv"], tile=32, overlap=17)  # 15x the work of overlap 8 for no better picture
+    assert tiler_for(models["conv"], tile=32, overlap=16).overlap == 16
+    assert tiler_for(models["conv"], tile=16, overlap=None, default_overlap=32).overlap == 8  # a model's advice, a user's small --tile
     with pytest.raises(ConfigError):
         tiler_for(models["conv"], batch=0)
