@@ -4,19 +4,22 @@
         sharp = r.restore(blurry)           # H x W [x C] uint8 / uint16 / float32, RGB(A) or gray
         for frame in r.stream(frames): ...
 
-Images are RGB(A) or grayscale NumPy arrays (OpenCV's BGR must be converted by the caller; the
-I/O helpers in runtime/streams.py do it). The output has the input's dtype and channels and the
+Images are RGB(A) or grayscale NumPy arrays, or what NumPy reads as one (a PIL image, nested
+lists); OpenCV's BGR must be converted by the caller (the I/O helpers in runtime/streams.py do it). The output has the input's dtype and channels and the
 model's scale.
 """
 from .artifact import resolve_model
 from .backends import open_backend
 from .errors import ModelError
+from .options import check_device
 from .sequence import Sequence
 from .tiler import Tiler
 
 
 class Restorer:
     def __init__(self, model="default", backend="auto", tile=None, overlap=None, batch=None, device=None, precision=None):
+        if device is not None:
+            check_device(device, f"device={device!r}")
         self.source = resolve_model(model)
         self.backend, self.backend_choice = open_backend(backend, self.source, device=device, precision=precision)
         self._why = self.backend_choice or f"--backend {backend} as asked"

@@ -73,6 +73,8 @@ def resolve_model(model):
         raise ConfigError(model, "no such model file or directory", "give 'default', an artifact directory, an .onnx/.engine file or a checkpoint")
     if path.is_dir():
         return _from_directory(path)
+    if path.stat().st_size == 0:
+        raise ModelError(model, "the file is empty (0 bytes)", "an export or copy did not finish; export or copy it again")
     suffix = path.suffix.lower()
     if suffix in CHECKPOINT_SUFFIXES:
         return ModelSource(name=str(model), checkpoint=path)

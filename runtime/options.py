@@ -57,9 +57,14 @@ class Device(click.ParamType):
     name = "device"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d{1,3})?", value):
-            return value
-        raise ConfigError(f"{_option(param)} {_shorten(str(value))}", "not a device", "use cpu, cuda or cuda:N (N the GPU's index)")
+        return check_device(value, f"{_option(param)} {_shorten(str(value))}")
+
+
+def check_device(value, subject):
+    """``value`` when it is cpu, cuda or cuda:N, else a ConfigError naming ``subject``."""
+    if isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d{1,3})?", value):
+        return value
+    raise ConfigError(subject, "not a device", "use cpu, cuda or cuda:N (N the GPU's index)")
 
 
 DEVICE = Device()

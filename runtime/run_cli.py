@@ -155,13 +155,16 @@ def _check_outputs(jobs, overwrite):
 def _encoder_settings(codec, crf, preset, pix_fmt, encoder_opts, fps, jobs):
     """EncoderSettings from the options, checked against every video output (exit 7 when wrong)."""
     from .media import EncoderSettings, check_container, parse_encoder_options
+    from .media.mux import default_codec
 
     if fps is not None and not (math.isfinite(fps) and 0 < fps <= 1000):
         raise ConfigError(f"--fps {fps}", "not a frame rate", "give a number above 0 and at most 1000")
+    videos = [dst for kind, _, dst in jobs if kind in ("video", "folder->video")]
+    if codec is None:
+        codec = default_codec(videos[0]) if videos else "h264"
     settings = EncoderSettings(codec, crf, preset, pix_fmt, parse_encoder_options(encoder_opts))
-    for kind, _, dst in jobs:
-        if kind in ("video", "folder->video"):
-            check_container(settings, dst)
+    for dst in videos:
+        check_container(settings, dst)
     return settings
 
 
@@ -215,8 +218,8 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 @click.option("--skip-sharp", is_flag=True, help="Pass sharp and flat tiles through without inference (faster on mostly sharp input).")
 @click.option("--fps", type=float, help="Frame rate when a folder of frames is written as one video.")
 @click.option("--frames", is_flag=True, help="Write videos as folders of PNG frames.")
-@click.option("--codec", default="h264", show_default=True, help="Video codec: h264, hevc, av1, prores, ffv1, nvenc.")
-@click.option("--crf", type=int, help="Constant quality (lower is better; default 18 for h264, 20 hevc, 30 av1).")
+@click.option("--codec", help="Video codec: h264, hevc, vp9, av1, prores, ffv1, nvenc (default: h264; vp9 for .webm).")
+@click.option("--crf", type=int, help="Constant quality (lower is better; default 18 for h264, 20 hevc, 24 vp9, 30 av1).")
 @click.option("--preset", help="Encoder speed preset (h264/hevc: ultrafast..veryslow, default veryfast; av1: 0..13, default 8; nvenc: p1..p7, default p5).")
 @click.option("--pix-fmt", help="Output pixel format (default: yuv420p, yuv444p for odd sizes, 10-bit for deep sources).")
 @click.option("--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE", help="Raw encoder option, repeatable (e.g. tune=film).")

@@ -25,6 +25,19 @@ from .pixels import FULL_SCALE, check_float_pixels
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 
+def as_pixels(image):
+    """``image`` as the tiler reads it: arrays and strip readers as they are (shape, dtype, slicing),
+    anything else (a PIL image, nested lists) as NumPy sees it; big-endian samples in native order."""
+    if not hasattr(image, "shape"):
+        try:
+            image = np.asarray(image)
+        except ValueError as e:  # ragged lists
+            raise InputError(f"image {type(image).__name__}", f"not an array of pixels ({e})") from None
+    if isinstance(image, np.ndarray) and not image.dtype.isnative:
+        image = image.astype(image.dtype.newbyteorder("="))
+    return image
+
+
 def max_overlap(tile):
     """The largest overlap worth running: past half the tile every pixel is computed more than four
     times (at tile - 1, once per pixel of the tile squared), a run that looks hung for no better picture."""
@@ -182,6 +195,7 @@ class Tiler:
         At x1, ``out`` may be ``image`` itself: an output row is written only after the last
         strip that reads its input row (strips advance downwards, the bottom reflection reaches
         back less than a tile), which halves the memory of huge images."""
+        image = as_pixels(image)
         held = sequence is not None and self.scale == 1
         if held and out is not None and not isinstance(out, np.ndarray):
             raise ConfigError("out", "a video frame (sequence) is restored into an array, not a strip writer")
@@ -204,6 +218,7 @@ class Tiler:
         """A video frame that is not restored (on resume, the frames an interrupted run kept): its
         blur estimate joins the ``sequence``'s, so the estimate of the frames after it is as in one
         run (their held correction starts afresh: ``Sequence.follow``)."""
+        frame = as_pixels(frame)
         if self.backend.takes_posterior:
             job, ys, xs, _ = self._plan(frame, None, None, None)
             self._estimate(job, ys, xs, sequence)

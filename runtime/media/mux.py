@@ -43,6 +43,14 @@ def notice(message):
     print(f"restore: note: {message}", file=sys.stderr, flush=True)
 
 
+DEFAULT_CODECS = {"webm": "vp9"}  # muxer -> the codec when none is given; else H.264
+
+
+def default_codec(dst):
+    """The codec for output ``dst`` when the user names none: what its container holds."""
+    return DEFAULT_CODECS.get(output_format(dst), "h264")
+
+
 def check_container(settings, dst):
     """ConfigError when the output ``dst``'s container cannot hold the chosen codec."""
     fmt = output_format(dst)
@@ -178,7 +186,7 @@ class VideoWriter:
     def __init__(self, dst, info, settings=None, source=None, audio="copy", queue_size=8, reuse=None):
         self.to_stdout = str(dst) == STDIO
         self.path = STDIO if self.to_stdout else Path(dst)
-        self.settings = settings or EncoderSettings()
+        self.settings = settings or EncoderSettings(default_codec(dst))
         self.info = info
         fmt = check_container(self.settings, dst)
         if not self.to_stdout:

@@ -9,7 +9,7 @@ import pytest
 from restore.runtime import Restorer
 from restore.runtime.artifact import resolve_model
 from restore.runtime.backends import choose_backend
-from restore.runtime.errors import BackendError, ConfigError, ModelError
+from restore.runtime.errors import BackendError, ConfigError, InputError, ModelError
 from restore.runtime.testing import write_conv_artifact
 
 
@@ -88,6 +88,30 @@ def test_model_and_backend_errors_are_user_errors(artifact, tmp_path):
     (bad / "metadata.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ModelError):
         Restorer(bad)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match="empty.onnx: the file is empty"):
+        Restorer(tmp_path / "empty.onnx")
+    with pytest.raises(ConfigError, match="device='gpu': not a device"):
+        Restorer(artifact, device="gpu")  # was taken for a GPU request and failed later, naming the backends
+
+
+def test_what_numpy_reads_as_pixels_is_restored(artifact):
+    """A PIL image, float lists and big-endian samples (a FITS file's) are pictures too; what is not
+    one is an InputError naming it, never a NumPy or AttributeError."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((40, 50, 3)) * 255).astype(np.uint8)
+    deep = image.astype(np.uint16) * 257
+    with Restorer(artifact) as r:
+        expected, expected_deep = r.restore(image), r.restore(deep)
+        assert np.array_equal(r.restore(Image.fromarray(image)), expected)
+        assert np.array_equal(r.restore(deep.astype(">u2")), expected_deep)
+        assert np.allclose(r.restore((image / 255.0).tolist()), expected / 255.0, atol=1 / 255)
+        for bad, why in ((image.tolist(), "dtype int64"), ([[1, 2], [3]], "not an array of pixels"), (None, "expected an H x W"),
+                         (Image.new("I", (5, 5)), "dtype int32")):
+            with pytest.raises(InputError, match=why):
+                r.restore(bad)
 
 
 def test_runtime_imports_without_torch():

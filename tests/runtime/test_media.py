@@ -146,6 +146,7 @@ def test_chapters_and_metadata_are_copied(tmp_path, identity):
 
 @pytest.mark.parametrize("codec, suffix, audio, note", [
     ("av1", ".webm", "opus", "webm cannot hold aac audio: stream 1 transcoded to opus"),
+    ("vp9", ".webm", "opus", "webm cannot hold aac audio: stream 1 transcoded to opus"),
     ("hevc", ".mkv", "aac", None), ("prores", ".mov", "aac", None), ("h264", ".ts", "aac", None), ("h264", ".avi", "aac", None),
 ])
 def test_other_codecs_and_audio_the_container_cannot_hold(tmp_path, identity, capfd, codec, suffix, audio, note):
@@ -157,6 +158,21 @@ def test_other_codecs_and_audio_the_container_cannot_hold(tmp_path, identity, ca
     assert after["times"] == sorted(after["times"])  # presentation order (AVI cannot reorder: no B-frames there)
     err = capfd.readouterr().err  # the encoders' own banners stay off stderr too
     assert err == (f"restore: note: {src}: {note}\n" if note else ""), err
+
+
+def test_a_webm_output_gets_a_codec_webm_holds(tmp_path, model, monkeypatch, capsys):
+    """No --codec: VP9 for .webm (H.264, the default elsewhere, is refused there), odd sizes in 4:4:4;
+    a deep source is refused in one line, VP9 being 8-bit here."""
+    src = write_test_video(tmp_path / "in.mp4", frames=4, size=(65, 49), pix_fmt="yuv444p")
+    assert restore(monkeypatch, "run", src, "-o", tmp_path / "out.webm", "--model", model, "-q") == 0
+    after = describe(tmp_path / "out.webm")
+    assert after["codecs"] == ["vp9"] and after["size"] == (65, 49) and after["pix_fmt"] == "yuv444p" and len(after["times"]) == 4
+    assert capsys.readouterr().err == ""
+    deep = write_test_video(tmp_path / "deep.mkv", frames=2, size=(64, 48), codec="ffv1", pix_fmt="yuv444p10le")
+    assert restore(monkeypatch, "run", deep, "-o", tmp_path / "deep.webm", "--model", model, "-q") == 7
+    assert capsys.readouterr().err == ("restore: error: --codec vp9: cannot encode 64x48 at 10 bits (this FFmpeg's libvpx-vp9 is 8-bit only)"
+                                       " (choose another --codec, or a --pix-fmt it has)\n")
+    assert not (tmp_path / "deep.webm").exists()
 
 
 def test_subtitles_are_copied_converted_or_dropped_with_a_note(tmp_path, identity, capfd):

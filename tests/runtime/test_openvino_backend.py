@@ -9,7 +9,7 @@ from restore.runtime import Restorer  # noqa: E402
 from restore.runtime.artifact import resolve_model  # noqa: E402
 from restore.runtime.backends import backend_class, choose_backend  # noqa: E402
 from restore.runtime.backends.openvino import cpu_capabilities  # noqa: E402
-from restore.runtime.errors import BackendError  # noqa: E402
+from restore.runtime.errors import BackendError, ModelError  # noqa: E402
 from restore.runtime.testing import write_conv_artifact  # noqa: E402
 
 
@@ -42,6 +42,16 @@ def test_openvino_refuses_a_gpu_and_fp16(tmp_path):
     assert backend_class("openvino").unavailable_reason(source, "cuda") == "runs on the CPU only"
     with pytest.raises(BackendError, match="runs fp32, bf16, not fp16"):
         Restorer(str(source.onnx), backend="openvino", precision="fp16")
+
+
+def test_a_corrupt_onnx_is_one_model_error_and_nothing_on_stderr(tmp_path, capfd):
+    """Read with the ONNX frontend only: core.read_model also tried TensorFlow's, whose parser printed
+    four lines of its own; the reason is the error's last line, not where in OpenVINO it was thrown."""
+    (tmp_path / "model.onnx").write_text("garbage\n")
+    capfd.readouterr()
+    with pytest.raises(ModelError, match=r"OpenVINO cannot load this model \(Model can't be parsed\)"):
+        Restorer(tmp_path, backend="openvino")
+    assert capfd.readouterr().err == ""
 
 
 def test_the_default_precision_is_bf16_where_the_cpu_has_it(tmp_path):
