@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from restore.runtime.artifact import resolve_model
 from restore.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from restore.runtime.testing import write_conv_artifact
-from restore.runtime.tiler import Tiler, axis_layout, feather, reflect_indices, weight_sum
+from restore.runtime.tiler import Tiler, axis_layout, feather, max_overlap, reflect_indices, weight_sum
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -17,7 +17,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 @st.composite
 def tile_and_overlap(draw, max_tile=96):
     tile = draw(st.integers(2, max_tile))
-    overlap = draw(st.integers(0, tile - 1))
+    overlap = draw(st.integers(0, max_overlap(tile)))  # what the Tiler accepts
     return tile, overlap
 
 
