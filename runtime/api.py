@@ -5,8 +5,8 @@
         for frame in r.stream(frames): ...
 
 Images are RGB(A) or grayscale NumPy arrays, or what NumPy reads as one (a PIL image, nested
-lists); OpenCV's BGR must be converted by the caller (the I/O helpers in runtime/streams.py do it). The output has the input's dtype and channels and the
-model's scale.
+lists); OpenCV's BGR must be converted by the caller (the I/O helpers in runtime/streams.py do
+it). The output has the input's dtype and channels and the model's scale.
 """
 from .artifact import resolve_model
 from .backends import open_backend
