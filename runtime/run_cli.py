@@ -280,10 +280,9 @@ def run(inputs, output, model, backend, tile, overlap, batch, device, precision,
     _raise_failures(failures, jobs)
 
 
-def _raise_failures(failures, jobs):
+def _raise_failures(failures, jobs, then="run again with --resume after fixing them"):
     if failures:
-        raise PartialFailure(f"{len(failures)} of {len(jobs)} inputs", "failed: " + ", ".join(failures),
-                             "see the 'skipped' lines above; run again with --resume after fixing them")
+        raise PartialFailure(f"{len(failures)} of {len(jobs)} inputs", "failed: " + ", ".join(failures), f"see the 'skipped' lines above; {then}")
 
 
 @click.command("demo")
@@ -321,7 +320,7 @@ def demo(output, model, backend, samples, quiet):
         atomic_write_text(output / "report.json", outputs.finite_json(report, indent=2) + "\n")
         atomic_write_text(output / "report.md", _markdown(report))
         say(f"restore demo: wrote {len(rows)} before/after images and report.md to {output}")
-    _raise_failures(failures, paths)
+    _raise_failures(failures, paths, then="the other samples are in the report")
 
 
 def _demo_one(restorer, path, reference, output):

@@ -138,6 +138,7 @@ def test_demo_on_an_unlucky_samples_folder(tmp_path, model, monkeypatch, capsys)
     assert restore(monkeypatch, "demo", "-o", out, "--model", model, "--samples", samples) == 8
     err = capsys.readouterr().err
     assert "broken.png" in err and "._flat" not in err and "Traceback" not in err
+    assert "--resume" not in err  # restore run's hint: demo has no such option
     report = json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert [r["sample"] for r in report["samples"]] == ["flat.png"]
     assert report["samples"][0]["psnr_before"] is None
