@@ -13,9 +13,19 @@ Kernels, for each crop:
 - ``nearest in bank N``: the entry of the model's bank closest (L2) to the point-symmetrised truth,
   what a perfect classifier over that bank would pick;
 - ``nearest of N curves``: the same over N point-symmetrised random shake paths (a richer bank);
-- ``model's estimate``: CHECKPOINT's (default: the shipped model's) posterior mean kernel for the crop.
+- ``model's estimate``: CHECKPOINT's (default: the shipped model's) posterior mean kernel for the crop;
+- ``blind, with phase``: ``runtime.kernel_estimate`` on the crop (no network; any shape).
 The filter is scikit-image's Wiener on the mirrored crop (trainer/baselines.py), its balance the
 best of six (0.001-1) per crop and kernel (an oracle choice: this bounds what a kernel form allows).
+
+Then the model itself (``model_gain_db``): as shipped, and at full strength (its backoff left out)
+with its own estimate, with the blind estimate with phase (``forward(x, kernel=...)``) and with
+the true kernel, and with the blind kernel only where the estimate is ``trusted`` (its
+``concentration`` and ``agreement``; else as shipped); and how like the truth the blind estimate is
+(``similarity``: the best normalised correlation over shifts).
+
+``--pictures train``: the same protocol on the training pictures (crops of 384), where
+``runtime.kernel_estimate``'s constants were chosen; the default is the field holdout's 8 crops.
 Results: JSON and a PNG (mean and per-crop gain per form).
 """
 import argparse
@@ -53,13 +63,17 @@ def nearest(bank, kernel):
     return bank[np.argmin(((bank - kernel.ravel()) ** 2).sum(1))].reshape(kernel.shape)
 
 
-def measure(checkpoint, curves):
+def measure(checkpoint, curves, pictures):
     import torch
 
+    from restore.runtime.kernel_estimate import estimate_kernel, similarity
     from restore.trainer.baselines import wiener
+    from restore.trainer.calibrate import full_strength
     from restore.trainer.checkpoint import load_checkpoint, model_from_checkpoint
+    from restore.trainer.datasets import builtin_images
     from restore.trainer.degradations import centred_kernel
     from restore.trainer.holdout import field_crops
+    from restore.trainer.inference import restore_array
     from restore.trainer.metrics import psnr
     from restore.trainer.models.deconv import kernel_bank, kernel_size
 
@@ -67,8 +81,9 @@ def measure(checkpoint, curves):
     size = kernel_size(model.deconv.estimator.bank)
     bank = kernel_bank(model.deconv.estimator.bank).astype(np.float64)
     many = curve_bank(curves, size)
+    crops = field_crops() if pictures == "holdout" else field_crops(builtin_images("train"), crop=384)
     rows = []
-    for crop in (c for c in field_crops() if c.blur["kind"] == "shake"):
+    for crop in (c for c in crops if c.blur["kind"] == "shake"):
         true = centred_kernel(crop.kernel, size).astype(np.float64)
         symmetric = (true + point_reflection(true)) / 2
         with torch.no_grad():
@@ -77,11 +92,21 @@ def measure(checkpoint, curves):
         forms = {"true": true, "point reflection": point_reflection(true), "point-symmetrised": symmetric,
                  "zero phase": zero_phase(true), f"nearest in bank {model.deconv.estimator.bank}": nearest(bank, symmetric),
                  f"nearest of {curves} curves": nearest(many, symmetric), "model's estimate": estimate}
+        blind = estimate_kernel(crop.lq, size)
+        forms["blind, with phase"] = blind.kernel
         base = psnr(crop.gt, crop.lq)
         gains = {name: round(max(psnr(crop.gt, np.clip(wiener(crop.lq, k, b), 0, 1)) for b in BALANCES) - base, 3)
                  for name, k in forms.items()}
-        rows.append({"name": crop.name, "blur": crop.blur, "gain_db": gains})
-        print(crop.name, " ".join(f"{n}: {g:+.2f}" for n, g in gains.items()), flush=True)
+        outputs = {"as shipped": restore_array(model, crop.lq), "full strength": full_strength(model, crop.lq),
+                   "full strength, blind kernel with phase": full_strength(model, crop.lq, blind.kernel),
+                   "full strength, true kernel": full_strength(model, crop.lq, true)}
+        outputs["blind kernel where trusted, else as shipped"] = outputs[
+            "full strength, blind kernel with phase" if blind.trusted else "as shipped"]
+        model_gains = {name: round(psnr(crop.gt, out) - base, 3) for name, out in outputs.items()}
+        rows.append({"name": crop.name, "blur": crop.blur, "gain_db": gains, "model_gain_db": model_gains,
+                     "similarity": round(similarity(blind.kernel, true), 3), "concentration": round(blind.concentration, 3),
+                     "agreement": round(blind.agreement, 3), "trusted": blind.trusted})
+        print(crop.name, " ".join(f"{n}: {g:+.2f}" for n, g in {**gains, **model_gains}.items()), flush=True)
     return rows
 
 
@@ -91,18 +116,23 @@ def plot(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(report["mean_gain_db"])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.bar(range(len(names)), [report["mean_gain_db"][n] for n in names], color="C0", alpha=0.6, label="mean")
-    for row in report["crops"]:
-        ax.scatter(range(len(names)), [row["gain_db"][n] for n in names], color="k", s=10, zorder=3)
-    ax.axhline(0, color="0.4", lw=0.8)
-    ax.axhline(1.5, color="C3", ls="--", lw=0.8, label="issue 16's target for the model (+1.5 dB)")
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("Wiener filter's PSNR gain over the input (dB)")
-    ax.set_title(f"curved camera shake, {len(report['crops'])} field crops: the kernel's form against the gain", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.suptitle(f"{Path(report['checkpoint']).name}, {report['cpu']}, {report['date']}", fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [8, 4]})
+    for ax, key, ylabel in ((axes[0], "gain_db", "Wiener filter's PSNR gain over the input (dB)"),
+                            (axes[1], "model_gain_db", "the model's PSNR gain over the input (dB)")):
+        names = list(report["mean_" + key])
+        ax.bar(range(len(names)), [report["mean_" + key][n] for n in names], color="C0", alpha=0.6, label="mean")
+        for row in report["crops"]:
+            ax.scatter(range(len(names)), [row[key][n] for n in names], color="k", s=10, zorder=3)
+        ax.axhline(0, color="0.4", lw=0.8)
+        ax.axhline(1.5, color="C3", ls="--", lw=0.8, label="issue 16's target for the model (+1.5 dB)")
+        ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title(f"curved camera shake, {len(report['crops'])} crops of the {report['pictures']} pictures: "
+                      "the kernel's form against the gain", fontsize=10)
+    axes[1].set_title("the model given each kernel", fontsize=10)
+    fig.suptitle(f"{Path(report['checkpoint']).name}, {report['cpu']}, {report['date']}; the blind estimate's "
+                 f"similarity to the true kernel: mean {report['mean_similarity']:.2f}", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
@@ -114,18 +144,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
     parser.add_argument("--curves", type=int, default=1000, help="random shake paths in the richer bank")
+    parser.add_argument("--pictures", choices=("holdout", "train"), default="holdout",
+                        help="the field holdout's shake crops, or the same protocol on the training pictures")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
-    out = args.out or RESULTS / f"shake-kernels-{date}.json"
-    rows = measure(args.checkpoint, args.curves)
-    mean = {name: round(float(np.mean([r["gain_db"][name] for r in rows])), 3) for name in rows[0]["gain_db"]}
+    out = args.out or RESULTS / f"shake-kernels{'-train' if args.pictures == 'train' else ''}-{date}.json"
+    rows = measure(args.checkpoint, args.curves, args.pictures)
+
+    def mean(key):
+        return {name: round(float(np.mean([r[key][name] for r in rows])), 3) for name in rows[0][key]}
+
     report = {"command": " ".join(["python -m restore.benchmarks.shake_kernels", *(argv or [])]), "checkpoint": args.checkpoint,
-              "cpu": cpu_model(), "date": date, "balances": BALANCES, "mean_gain_db": mean, "crops": rows}
+              "pictures": args.pictures, "cpu": cpu_model(), "date": date, "balances": BALANCES,
+              "mean_gain_db": mean("gain_db"), "mean_model_gain_db": mean("model_gain_db"),
+              "worst_model_gain_db": {name: min(r["model_gain_db"][name] for r in rows) for name in rows[0]["model_gain_db"]},
+              "mean_similarity": round(float(np.mean([r["similarity"] for r in rows])), 3), "crops": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     plot(report, out.with_suffix(".png"))
-    print(json.dumps(mean, indent=2))
+    print(json.dumps({k: report[k] for k in ("mean_gain_db", "mean_model_gain_db", "worst_model_gain_db", "mean_similarity")}, indent=2))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 

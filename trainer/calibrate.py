@@ -42,12 +42,12 @@ def scale(confidence, low, high):
     return np.clip((confidence - low) / (high - low), 0.0, 1.0)
 
 
-def full_strength(model, image):
+def full_strength(model, image, kernel=None):
     """``model``'s output for ``image`` (H, W, C) with its backoff left out: the correction at
-    full strength, whatever the blur confidence."""
+    full strength, whatever the blur confidence (``kernel``: as ``restore_array``)."""
     backoff, model.backoff = model.backoff, None
     try:
-        return restore_array(model, image)
+        return restore_array(model, image, kernel=kernel)
     finally:
         model.backoff = backoff
 

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def restore_array(model, image, device=None):
+def restore_array(model, image, device=None, kernel=None):
     """Run ``model`` on one HxWxC float32 image in [0, 1]; returns HxWxC (x scale) float32.
+    ``kernel`` (k x k): the blur kernel given to a model that takes one (fourier-unet's front end).
 
     The input is reflect-padded up to the model's ``size_multiple`` and the output cropped back.
     Models with a ``fixed_size`` are fed exactly that size (the image must already have it)."""
@@ -18,7 +19,8 @@ def restore_array(model, image, device=None):
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-    y = model(x).float().clamp(0, 1)
+    y = (model(x) if kernel is None else model(x, kernel=torch.as_tensor(kernel, dtype=torch.float32)[None].to(device)))
+    y = y.float().clamp(0, 1)
     s = int(getattr(model, "scale", 1) or 1)
     y = y[..., : h * s, : w * s]
     return y[0].permute(1, 2, 0).cpu().numpy()

@@ -137,28 +137,39 @@ def _mirror_dft(n, half=False):
     return [m.astype(np.float32) for m in (forward, inv_cos, inv_sin, bins / (2.0 * n))]
 
 
-def kernel_response(kernel, freq_h, freq_w):
-    """Real frequency response of point-symmetric kernels (B, k, k) at the given frequencies."""
+def kernel_response(kernel, freq_h, freq_w, phase=False):
+    """Frequency response of kernels (B, k, k) at the given frequencies: its real part, which is
+    all of it for point-symmetric kernels; ``phase``: (real, imaginary) for kernels of any shape."""
     offsets = torch.arange(kernel.shape[-1], device=kernel.device, dtype=kernel.dtype) - kernel.shape[-1] // 2
     ah, aw = 2 * math.pi * freq_h[:, None] * offsets, 2 * math.pi * freq_w[:, None] * offsets
-    return torch.cos(ah) @ kernel @ torch.cos(aw).T - torch.sin(ah) @ kernel @ torch.sin(aw).T
+    ch, sh, cw, sw = torch.cos(ah), torch.sin(ah), torch.cos(aw).T, torch.sin(aw).T
+    real = ch @ kernel @ cw - sh @ kernel @ sw
+    return (real, -(sh @ kernel @ cw + ch @ kernel @ sw)) if phase else real
 
 
-def wiener(y, kernel, lams):
-    """Deblur ``y`` (B, C, H, W) with point-symmetric ``kernel`` (B, k, k) for each regulariser
-    weight in ``lams`` (L,): returns (B, L*C, H, W), one C-channel estimate per weight.
+def wiener(y, kernel, lams, phase=False):
+    """Deblur ``y`` (B, C, H, W) with ``kernel`` (B, k, k) for each regulariser weight in ``lams``
+    (L,): returns (B, L*C, H, W), one C-channel estimate per weight. The kernel is taken as
+    point-symmetric (its response real) unless ``phase`` (any kernel: a curved shake path).
 
     The image is mirrored at its borders (as a blur with reflected borders sees it), so the DFT's
-    circular convolution is the blur exactly; the mirroring, the phase it puts on the spectrum and
-    the crop back are folded into the transform matrices (``_mirror_dft``): six real matrix
-    products in all."""
+    circular convolution is the blur exactly for a point-symmetric kernel (near the borders only
+    approximately for others); the mirroring, the phase it puts on the spectrum and the crop back
+    are folded into the transform matrices (``_mirror_dft``): six real matrix products in all, ten
+    with ``phase``."""
     fwd_h, cos_h, sin_h, fh = _tensors(_mirror_dft, y.shape[-2], False, like=y)
     fwd_w, cos_w, sin_w, fw = _tensors(_mirror_dft, y.shape[-1], True, like=y)
-    k = kernel_response(kernel, fh, fw)  # (B, 2H, W+1), real
+    real, imag = kernel_response(kernel, fh, fw, phase=True) if phase else (kernel_response(kernel, fh, fw), None)
     grad = (2 * torch.sin(math.pi * fh))[:, None] ** 2 + (2 * torch.sin(math.pi * fw))[None] ** 2
-    gain = k[:, None] / (k[:, None] ** 2 + lams[None, :, None, None] * grad)  # (B, L, 2H, W+1)
-    spectrum = (fwd_h @ y @ fwd_w.T)[:, None] * gain[:, :, None]  # (B, L, C, 2H, W+1)
-    return (cos_h @ spectrum @ cos_w.T - sin_h @ spectrum @ sin_w.T).flatten(1, 2)
+    power = real**2 if imag is None else real**2 + imag**2
+    denominator = power[:, None] + lams[None, :, None, None] * grad  # (B, L, 2H, W+1)
+    spectrum = (fwd_h @ y @ fwd_w.T)[:, None]  # (B, 1, C, 2H, W+1), real
+    part = spectrum * (real[:, None] / denominator)[:, :, None]  # gain conj(K) / (|K|^2 + lambda |D|^2), per L
+    out = cos_h @ part @ cos_w.T - sin_h @ part @ sin_w.T
+    if imag is not None:
+        part = spectrum * (-imag[:, None] / denominator)[:, :, None]
+        out = out - sin_h @ part @ cos_w.T - cos_h @ part @ sin_w.T
+    return out.flatten(1, 2)
 
 
 @lru_cache(maxsize=1)
@@ -291,7 +302,9 @@ class DeconvFrontEnd(nn.Module):
     """Kernel estimate + Wiener filter at ``len(lams)`` regulariser weights (learned, in log space):
     (B, 3, H, W) -> (B, 3 * len(lams), H, W), and the posterior over the bank it used (B, N).
     ``posterior``: one estimate given for every image (e.g. the whole frame's, shared by its tiles)
-    instead of each image's own."""
+    instead of each image's own. ``kernel`` (1 or B, k, k): a kernel of any shape given instead of
+    the posterior's mean (``runtime.kernel_estimate``); the posterior is still returned, for the
+    backoff."""
 
     keep_fp32 = True  # the filter divides by K^2 + lambda |D|^2, which fp16 cannot resolve
 
@@ -309,12 +322,14 @@ class DeconvFrontEnd(nn.Module):
                 return self.estimate(tiles)
         return self.estimator.posterior(self.estimator.power(tiles.float()).mean(0, keepdim=True))
 
-    def forward(self, y, posterior=None):
+    def forward(self, y, posterior=None, kernel=None):
         # Mixed-precision training: this part stays fp32 (meta tensors, used to count FLOPs, have no autocast).
         if torch.amp.is_autocast_available(y.device.type) and torch.is_autocast_enabled(y.device.type):
             with torch.autocast(y.device.type, enabled=False):
-                return self(y.float(), None if posterior is None else posterior.float())
+                return self(y.float(), *(None if t is None else t.float() for t in (posterior, kernel)))
         if posterior is None:
             posterior = self.estimator(y)
+        if kernel is not None:
+            return wiener(y, kernel.to(y), self.log_lams.exp(), phase=True), posterior
         # a shared (1, N) posterior gives one kernel, broadcast over the batch by the filter
         return wiener(y, self.estimator.kernel(posterior), self.log_lams.exp()), posterior

@@ -102,7 +102,9 @@ class FourierUNet(nn.Module):
     can be switched on for a trained model.
 
     ``forward(x, posterior)``: ``posterior`` (1 or B, N), from ``estimate``, replaces each image's
-    own kernel estimate, so the tiles of one picture share the estimate of the whole."""
+    own kernel estimate, so the tiles of one picture share the estimate of the whole; ``kernel``
+    (1 or B, k, k), a kernel of any shape, replaces the posterior's mean in the Wiener step
+    (``DeconvFrontEnd``)."""
 
     def __init__(self, in_channels=3, widths=(32, 64, 128, 256), blocks=2, fourier=2, grid=8, mode="spectral",
                  norm="batch", level_fourier=0, level_grid=None, deconv=False, detail_gate=False, bank=1, backoff=(0.0, 1.0),
@@ -151,10 +153,10 @@ class FourierUNet(nn.Module):
             grow_classifier(state_dict, "deconv.estimator.", self.deconv.estimator.bank)
         return state_dict
 
-    def forward(self, x, posterior=None):
+    def forward(self, x, posterior=None, kernel=None):
         skips = [self.stem(x)]
         if self.deconv is not None:
-            estimates, posterior = self.deconv(x, posterior)
+            estimates, posterior = self.deconv(x, posterior, kernel)
             skips[0] = skips[0] + self.deconv_in(estimates)
         for down, enc, spectral in zip(self.down, self.enc, self.level_fourier):
             skips[-1] = spectral(skips[-1])
