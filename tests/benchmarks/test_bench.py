@@ -254,6 +254,19 @@ def test_shake_kernel_forms():
     assert np.array_equal(nearest(bank, bank[3].reshape(39, 39) + 1e-4), bank[3].reshape(39, 39))
 
 
+def test_kernel_choice_rule_and_summary():
+    from restore.benchmarks.kernel_choice import BAND, choose, summary
+
+    assert choose(True, (BAND[0] + BAND[1]) / 2)
+    assert not choose(False, (BAND[0] + BAND[1]) / 2)  # an estimate that is not trusted
+    assert not choose(True, BAND[0] / 2)  # a sharp picture: its kernel is a trusted point
+    assert not choose(True, BAND[1])  # the bank is sure: its kernel is the better one
+    rows = [{"kind": "shake", "chosen": c, "gain_db": {"as shipped": a, "chosen": b}}
+            for c, a, b in ((True, 0.0, 2.0), (False, 0.5, 0.5))]
+    assert summary(rows) == {"shake": {"crops": 2, "chosen": 1, "mean as shipped": 0.25, "worst as shipped": 0.0,
+                                       "mean chosen": 1.25, "worst chosen": 0.5}}
+
+
 def test_outside_photo_cases():
     from restore.benchmarks.outside_photo import NOISE, cases
 

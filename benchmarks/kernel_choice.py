@@ -1,0 +1,127 @@
+"""When to give the model the blind kernel estimate with phase (runtime/kernel_estimate.py) instead
+of its own bank estimate: on every field crop, the model as shipped against the model at full
+strength given the blind kernel, and a rule that picks between them from what the runtime would
+know (no ground truth).
+
+    python -m restore.benchmarks.kernel_choice [CHECKPOINT] [--pictures train|holdout] [--out FILE]
+
+The rule (``choose``): the blind kernel at full strength where its estimate is ``trusted`` and the
+bank's blur confidence c = 1 - P(no blur) is in ``BAND`` (the bank is unsure, but the picture is
+not sharp: a sharp picture's blind kernel is a trusted point, and the correction at full strength
+on it costs 10-15 dB); else the model as shipped. The band was read off the training pictures
+(``--pictures train``: the field protocol on them, crops of 384) before the holdout was run.
+Results: JSON (per crop and per kind, shipped / chosen mean and worst gain) and a PNG.
+"""
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import numpy as np
+
+from restore.runtime.atomic import atomic_path, atomic_write_text
+
+from .media import cpu_model
+
+RESULTS = Path(__file__).parent / "results"
+BAND = (0.5, 0.99)
+
+
+def choose(trusted, confidence):
+    return bool(trusted and BAND[0] <= confidence < BAND[1])
+
+
+def measure(checkpoint, pictures):
+    import torch
+
+    from restore.runtime.kernel_estimate import estimate_kernel
+    from restore.trainer.calibrate import full_strength
+    from restore.trainer.checkpoint import load_checkpoint, model_from_checkpoint
+    from restore.trainer.datasets import builtin_images
+    from restore.trainer.holdout import field_crops
+    from restore.trainer.inference import restore_array
+    from restore.trainer.metrics import psnr
+    from restore.trainer.models.deconv import SHARP
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+    crops = field_crops() if pictures == "holdout" else field_crops(builtin_images("train"), crop=384)
+    rows = []
+    for crop in crops:
+        blind = estimate_kernel(crop.lq)
+        with torch.no_grad():
+            posterior = model.estimate(torch.from_numpy(crop.lq.transpose(2, 0, 1).copy())[None])
+        confidence = float(1 - posterior[0, SHARP])
+        base = psnr(crop.gt, crop.lq)
+        shipped = psnr(crop.gt, restore_array(model, crop.lq)) - base
+        with_blind = psnr(crop.gt, full_strength(model, crop.lq, blind.kernel)) - base
+        chosen = choose(blind.trusted, confidence)
+        rows.append({"name": crop.name, "kind": crop.blur["kind"], "confidence": round(confidence, 4),
+                     "concentration": round(blind.concentration, 3), "agreement": round(blind.agreement, 3),
+                     "trusted": blind.trusted, "chosen": chosen, "gain_db": {
+                         "as shipped": round(shipped, 3), "full strength, blind kernel": round(with_blind, 3),
+                         "chosen": round(with_blind if chosen else shipped, 3)}})
+        print(f"{crop.name:32s} c {confidence:.3f} trusted {blind.trusted!s:5s} shipped {shipped:+6.2f} "
+              f"blind {with_blind:+6.2f} -> {'blind' if chosen else 'shipped'}", flush=True)
+    return rows
+
+
+def summary(rows):
+    kinds = {}
+    for row in rows:
+        kinds.setdefault(row["kind"], []).append(row)
+    return {kind: {"crops": len(group), "chosen": sum(r["chosen"] for r in group),
+                   **{f"{stat} {name}": round(float(f([r["gain_db"][name] for r in group])), 3)
+                      for name in group[0]["gain_db"] for stat, f in (("mean", np.mean), ("worst", np.min))}}
+            for kind, group in kinds.items()}
+
+
+def plot(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    kinds = list(report["kinds"])
+    for i, (name, colour) in enumerate((("as shipped", "C0"), ("chosen", "C2"))):
+        ax.bar(np.arange(len(kinds)) + (i - 0.5) * 0.38, [report["kinds"][k][f"mean {name}"] for k in kinds], 0.38,
+               color=colour, alpha=0.7, label=f"{name} (mean)")
+        for j, kind in enumerate(kinds):
+            gains = [r["gain_db"][name] for r in report["crops"] if r["kind"] == kind]
+            ax.scatter(np.full(len(gains), j + (i - 0.5) * 0.38), gains, color="k", s=8, zorder=3)
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xticks(range(len(kinds)), [f"{k}\n({report['kinds'][k]['chosen']}/{report['kinds'][k]['crops']} chosen)" for k in kinds], fontsize=8)
+    ax.set_ylabel("the model's PSNR gain over the input (dB)")
+    ax.set_title(f"{report['pictures']} pictures: as shipped, or the blind kernel with phase where the rule picks it "
+                 f"(trusted, confidence in {report['band']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{Path(report['checkpoint']).name}, {report['cpu']}, {report['date']}", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+
+
+def main(argv=None):
+    from restore.runtime.artifact import DEFAULT_MODEL_DIR
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    parser.add_argument("--pictures", choices=("holdout", "train"), default="holdout")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    date = datetime.date.today().isoformat()
+    out = args.out or RESULTS / f"kernel-choice-{args.pictures}-{date}.json"
+    rows = measure(args.checkpoint, args.pictures)
+    report = {"command": " ".join(["python -m restore.benchmarks.kernel_choice", *(argv or [])]), "checkpoint": args.checkpoint,
+              "pictures": args.pictures, "cpu": cpu_model(), "date": date, "band": list(BAND),
+              "kinds": summary(rows), "crops": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    plot(report, out.with_suffix(".png"))
+    print(json.dumps(report["kinds"], indent=2))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
