@@ -4,6 +4,7 @@ whole, undamaged picture.
 
 - EXIF orientation is applied when reading (a phone portrait stays upright) and the written EXIF
   says orientation 1, so no viewer rotates it twice.
+- A lossless WebP comes back lossless (as a WebP, unless ``--quality`` is given).
 - The ICC profile, EXIF and DPI go to the output where its format holds them: PNG (iCCP, eXIf,
   pHYs chunks, written by PngStripWriter), JPEG (APP2, APP1, JFIF), WebP (ICCP, EXIF chunks) and
   8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them).
@@ -17,13 +18,14 @@ import contextlib
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import InputError
 
 ORIENTATION = 0x0112
+DEFAULT_QUALITY = 95  # JPEG and WebP, as OpenCV wrote them before
 # EXIF orientation -> how to turn the stored pixels upright (numpy, any dtype and channel count).
 _UPRIGHT = {
     2: lambda a: a[:, ::-1],
@@ -44,12 +46,13 @@ class ImageInfo:
     exif: bytes = None  # an EXIF block (TIFF structure, no "Exif\0\0" prefix) with orientation 1
     dpi: tuple = None  # (x, y) dots per inch
     orientation: int = 1  # as stored in the input, already applied to the pixels read
+    lossless: bool = False  # the input was a lossless WebP: so is a WebP output
 
     def scaled(self, scale):
         """The info for an output ``scale`` times larger: same print size, so DPI x scale."""
         if self.dpi is None or scale == 1:
             return self
-        return ImageInfo(self.icc_profile, self.exif, tuple(d * scale for d in self.dpi), self.orientation)
+        return replace(self, dpi=tuple(d * scale for d in self.dpi))
 
 
 def read_info(path):
@@ -71,6 +74,7 @@ def read_info(path):
             raw = image.info.get("exif")
             dpi = image.info.get("dpi")
             icc = image.info.get("icc_profile") or None
+            lossless = image.format == "WEBP" and _webp_is_lossless(path)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return ImageInfo()
     if raw:
@@ -83,7 +87,20 @@ def read_info(path):
             dpi = dpi if all(np.isfinite(dpi)) and min(dpi) > 0 else None
         except (TypeError, ValueError):
             dpi = None
-    return ImageInfo(icc, raw or None, dpi, orientation if orientation in _UPRIGHT else 1)
+    return ImageInfo(icc, raw or None, dpi, orientation if orientation in _UPRIGHT else 1, lossless)
+
+
+def _webp_is_lossless(path):
+    """Whether a WebP file's picture is a VP8L (lossless) bitstream: the RIFF chunks after the
+    12-byte header are walked to the first picture chunk (VP8X, ICCP, ALPH, ... come first)."""
+    with open(path, "rb") as f:
+        f.seek(12)
+        while len(head := f.read(8)) == 8:
+            fourcc, size = head[:4], int.from_bytes(head[4:], "little")
+            if fourcc in (b"VP8 ", b"VP8L"):
+                return fourcc == b"VP8L"
+            f.seek(size + (size & 1), os.SEEK_CUR)
+    return False
 
 
 def upright(image, orientation):
@@ -123,7 +140,8 @@ def check_decoder_messages(path, messages):
 
 def save_with_pillow(image, path, fmt, info, quality):
     """Write an 8-bit RGB(A)/gray(+alpha) array with Pillow in ``fmt`` (JPEG, WEBP, TIFF), with
-    ``info``'s profile, EXIF and DPI. JPEG holds no alpha: it is dropped there."""
+    ``info``'s profile, EXIF and DPI. JPEG holds no alpha: it is dropped there. ``quality`` None:
+    the default, or lossless for a WebP from a lossless one."""
     from PIL import Image
 
     channels = image.shape[2] if image.ndim == 3 else 1
@@ -132,8 +150,10 @@ def save_with_pillow(image, path, fmt, info, quality):
     if fmt == "JPEG" and channels in (2, 4):
         picture = picture.convert("L" if channels == 2 else "RGB")
     options = {}
-    if fmt in ("JPEG", "WEBP"):
-        options["quality"] = quality
+    if fmt == "WEBP" and info.lossless and quality is None:
+        options["lossless"] = True
+    elif fmt in ("JPEG", "WEBP"):
+        quality = options["quality"] = quality or DEFAULT_QUALITY
     if fmt == "JPEG":
         options["subsampling"] = 0 if quality >= 90 else 2  # full-resolution colour at high quality: restored edges stay crisp
     if info.icc_profile:

@@ -227,7 +227,7 @@ def _run_one(restorer, kind, src, dst, skip, progress, fps=None, quality=None, v
 @click.option("--raw", metavar="WxH[:PIXFMT[:FPS]]", help="Input - is headerless frames of this size, FFmpeg pixel format [rgb24] and rate [25] (e.g. ffmpeg ... -f rawvideo -pix_fmt rgb24 -).")
 @click.option("--live", is_flag=True, help="Live source: pace by timestamps, drop frames when restoration is slower (automatic for udp/rtp/rtsp/srt and /dev/video*).")
 @click.option("--resume", is_flag=True, help="Skip inputs whose output file exists (outputs are written atomically: one that exists is complete); continue an interrupted video from its NAME.partial.EXT.")
-@click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP output quality [95].")
+@click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP output quality [95; a lossless WebP input: lossless].")
 @click.option("--overwrite", is_flag=True, help="Allow an output to be one of the inputs (replaced atomically by its result).")
 @click.option("--cluster", metavar="auto|local|ray://HOST:PORT|ADDRESS", help="Restore on a Ray cluster (pip install \"restore[cluster]\"): auto finds a running one, local starts one here.")
 @click.option("--workers", type=click.IntRange(min=1), help="Cluster workers, one Restorer each (default: the cluster's CPUs, or GPUs / --gpus-per-worker).")

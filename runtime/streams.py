@@ -152,7 +152,6 @@ def write_restored_image(restorer, image, path, skip_tiles=None, on_tiles=None, 
     return write_image(path, restorer.restore(image, out=out, skip_tiles=skip_tiles, on_tiles=on_tiles), info, quality)
 
 
-DEFAULT_QUALITY = 95  # JPEG and WebP, as OpenCV wrote them before
 _PILLOW_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
@@ -179,7 +178,7 @@ def write_image(path, image, info=None, quality=None):
     if fmt is not None and image.dtype == np.uint8:
         buffer = io.BytesIO()  # encoded in memory, written from Python: a full disk is a real OSError
         try:
-            image_meta.save_with_pillow(image, buffer, fmt, info, quality or DEFAULT_QUALITY)
+            image_meta.save_with_pillow(image, buffer, fmt, info, quality)
         except (ValueError, KeyError, OSError) as e:
             raise OutputError(path, f"cannot write {image.dtype} {image.shape} as {path.suffix} ({e})", "try .png or .tif") from None
         with atomic_path(path) as tmp:

@@ -118,3 +118,19 @@ def test_quality_sets_jpeg_and_webp_compression(tmp_path, kit, tiny_model):
         assert sizes[20] < sizes[95] * 0.7, sizes
     bad = kit.run_cli("restore", "run", src, "-o", tmp_path / "x.jpg", "--model", tiny_model, "--quality", 0)
     assert bad.code == 2 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("made, quality, expected", [("lossless", None, True), ("lossy", None, False), ("lossless", "90", False)])
+def test_a_lossless_webp_comes_back_lossless(tmp_path, kit, tiny_model, made, quality, expected):
+    from restore.runtime.image_meta import _webp_is_lossless
+
+    src, out = tmp_path / "in.webp", tmp_path / "out.webp"
+    Image.fromarray(kit.noise((40, 48, 3))).save(src, lossless=made == "lossless", quality=90)
+    assert _webp_is_lossless(src) == (made == "lossless")
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q", *(["--quality", quality] if quality else []))
+    assert result.code == 0, result.stderr
+    assert _webp_is_lossless(out) == expected
+    if expected:  # every pixel as restored: the same as a PNG of the same run
+        png = tmp_path / "out.png"
+        assert kit.run_cli("restore", "run", src, "-o", png, "--model", tiny_model, "-q").code == 0
+        np.testing.assert_array_equal(read_image(out), read_image(png))
