@@ -163,7 +163,7 @@ def write_image(path, image, info=None, quality=None):
     path = Path(path)
     info = info or image_meta.ImageInfo()
     suffix = path.suffix.lower()
-    image = _fit_depth(image, suffix)
+    image = _fit_depth(image, path)
     if suffix == ".png" and image.dtype in (np.uint8, np.uint16):
         writer = PngStripWriter(path, image.shape, image.dtype, info=info)
         try:
@@ -209,16 +209,21 @@ def write_image(path, image, info=None, quality=None):
 _EIGHT_BIT_SUFFIXES = {".jpg", ".jpeg", ".bmp", ".webp"}
 
 
-def _fit_depth(image, suffix):
-    """``image`` in a depth the format holds, scaled. OpenCV would saturate instead: 16-bit into a
-    JPEG comes out almost white, float [0, 1] into a PNG black (every value 0 or 1)."""
-    suffix = suffix.lower()
-    if image.dtype.kind == "f" and suffix not in (".tif", ".tiff"):
-        top, dtype = (65535, np.uint16) if suffix == ".png" else (255, np.uint8)
-        return np.rint(np.clip(image, 0, 1) * top).astype(dtype)
-    if image.dtype == np.uint16 and suffix in _EIGHT_BIT_SUFFIXES:
+def _fit_depth(image, path):
+    """``image`` in a depth the format of ``path`` holds, scaled. OpenCV would saturate instead:
+    16-bit into a JPEG comes out almost white, float [0, 1] into a PNG black (every value 0 or 1).
+    Going down to 8 bits is said (once, on stderr): the user's 16-bit or float picture loses depth."""
+    suffix = path.suffix.lower()
+    if image.dtype == np.uint8 or (image.dtype == np.uint16 and suffix not in _EIGHT_BIT_SUFFIXES) or suffix in (".tif", ".tiff"):
+        return image
+    if suffix in _EIGHT_BIT_SUFFIXES:
+        depth = "16-bit" if image.dtype == np.uint16 else "float"
+        notice(f"{path}: {suffix[1:].upper()} holds 8 bits per channel: the {depth} picture is written with 8 "
+               "(write .png or .tif to keep its depth)")
+    if image.dtype == np.uint16:
         return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    return image
+    top, dtype = (65535, np.uint16) if suffix == ".png" else (255, np.uint8)
+    return np.rint(np.clip(image, 0, 1) * top).astype(dtype)
 
 
 class PngStripWriter:
