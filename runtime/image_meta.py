@@ -5,6 +5,8 @@ whole, undamaged picture.
 - EXIF orientation is applied when reading (a phone portrait stays upright) and the written EXIF
   says orientation 1, so no viewer rotates it twice.
 - A lossless WebP comes back lossless (as a WebP, unless ``--quality`` is given).
+- XMP (captions, ratings, rights, keywords) goes to PNG (iTXt), JPEG (APP1), WebP and 8-bit TIFF
+  (tag 700), its orientation, if it says one, set to 1 as the EXIF's is.
 - The ICC profile, EXIF and DPI go to the output where its format holds them: PNG (iCCP, eXIf,
   pHYs chunks, written by PngStripWriter), JPEG (APP2, APP1, JFIF), WebP (ICCP, EXIF chunks) and
   8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them).
@@ -16,6 +18,7 @@ whole, undamaged picture.
 """
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -25,7 +28,11 @@ import numpy as np
 from .errors import InputError
 
 ORIENTATION = 0x0112
+XMP_TAG = 700  # TIFF's XMLPacket
 DEFAULT_QUALITY = 95  # JPEG and WebP, as OpenCV wrote them before
+# tiff:Orientation="6" or <tiff:Orientation>6</tiff:Orientation>: the pixels are turned upright
+# when read, so an XMP that still said 6 would have a viewer turn them again
+_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation(?:="|>))(\d)(["<])')
 # EXIF orientation -> how to turn the stored pixels upright (numpy, any dtype and channel count).
 _UPRIGHT = {
     2: lambda a: a[:, ::-1],
@@ -47,6 +54,7 @@ class ImageInfo:
     dpi: tuple = None  # (x, y) dots per inch
     orientation: int = 1  # as stored in the input, already applied to the pixels read
     lossless: bool = False  # the input was a lossless WebP: so is a WebP output
+    xmp: bytes = None  # the XMP packet, its orientation (if any) set to 1
 
     def scaled(self, scale):
         """The info for an output ``scale`` times larger: same print size, so DPI x scale."""
@@ -75,6 +83,7 @@ def read_info(path):
             dpi = image.info.get("dpi")
             icc = image.info.get("icc_profile") or None
             lossless = image.format == "WEBP" and _webp_is_lossless(path)
+            xmp = image.info.get("xmp") or (image.tag_v2.get(XMP_TAG) if hasattr(image, "tag_v2") else None)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return ImageInfo()
     if raw:
@@ -87,7 +96,9 @@ def read_info(path):
             dpi = dpi if all(np.isfinite(dpi)) and min(dpi) > 0 else None
         except (TypeError, ValueError):
             dpi = None
-    return ImageInfo(icc, raw or None, dpi, orientation if orientation in _UPRIGHT else 1, lossless)
+    xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp) if xmp else None
+    return ImageInfo(icc, raw or None, dpi, orientation if orientation in _UPRIGHT else 1, lossless,
+                     _XMP_ORIENTATION.sub(rb"\g<1>1\g<3>", xmp) if xmp else None)
 
 
 def _webp_is_lossless(path):
@@ -158,6 +169,10 @@ def save_with_pillow(image, path, fmt, info, quality):
         options["subsampling"] = 0 if quality >= 90 else 2  # full-resolution colour at high quality: restored edges stay crisp
     if info.icc_profile:
         options["icc_profile"] = info.icc_profile
+    if info.xmp and fmt == "TIFF":
+        options["tiffinfo"] = {XMP_TAG: info.xmp}
+    elif info.xmp:
+        options["xmp"] = info.xmp
     if info.exif:
         options["exif"] = b"Exif\x00\x00" + info.exif if fmt in ("JPEG", "WEBP") else info.exif
     if info.dpi:

@@ -232,8 +232,8 @@ class PngStripWriter:
     ``atomic_path``: written under a temporary name, renamed by ``close()``, removed by ``abort()``.
 
     ``shape`` (H, W[, C]) with C = 1..4 (gray, gray+alpha, RGB, RGBA), dtype uint8 or uint16,
-    RGB(A) order (PNG's own, no swap). ``info`` (an ImageInfo): its ICC profile, EXIF and DPI go
-    into iCCP, eXIf and pHYs chunks."""
+    RGB(A) order (PNG's own, no swap). ``info`` (an ImageInfo): its ICC profile, EXIF, DPI and XMP
+    go into iCCP, eXIf, pHYs and iTXt chunks."""
 
     _COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 
@@ -324,7 +324,7 @@ class PngStripWriter:
 
 
 def _metadata_chunks(info):
-    """PNG chunks (before the pixels) for an ImageInfo's profile, resolution and EXIF."""
+    """PNG chunks (before the pixels) for an ImageInfo's profile, resolution, EXIF and XMP."""
     if info is None:
         return []
     chunks = []
@@ -335,6 +335,8 @@ def _metadata_chunks(info):
         chunks.append((b"pHYs", struct.pack(">IIB", *per_metre, 1)))
     if info.exif:
         chunks.append((b"eXIf", info.exif))
+    if info.xmp:  # iTXt, keyword, no compression, no language or translated keyword
+        chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + info.xmp))
     return chunks
 
 

@@ -4,6 +4,7 @@ and restored by the real command with a real (tiny) ONNX model."""
 import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
+from PIL.PngImagePlugin import PngInfo
 
 from restore.runtime.streams import read_image
 from restore.runtime.image_meta import ORIENTATION
@@ -134,3 +135,29 @@ def test_a_lossless_webp_comes_back_lossless(tmp_path, kit, tiny_model, made, qu
         png = tmp_path / "out.png"
         assert kit.run_cli("restore", "run", src, "-o", png, "--model", tiny_model, "-q").code == 0
         np.testing.assert_array_equal(read_image(out), read_image(png))
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+       b'tiff:Orientation="6"><dc:rights>CC BY 4.0, Ada</dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("source", [".png", ".jpg", ".webp", ".tif"])
+@pytest.mark.parametrize("target", [".png", ".jpg", ".webp", ".tif"])
+def test_xmp_is_carried_with_its_orientation_upright(tmp_path, kit, tiny_model, source, target):
+    """Rights, captions and keywords live in XMP; it used to be dropped. Its orientation says 1
+    in the output, as the EXIF's does: the pixels were turned upright when read."""
+    from restore.runtime.image_meta import XMP_TAG
+
+    picture, exif = tagged(kit, orientation=6)
+    src = tmp_path / f"in{source}"
+    carriers = {".tif": {"tiffinfo": {XMP_TAG: XMP}}, ".png": {"pnginfo": PngInfo()}}
+    carriers[".png"]["pnginfo"].add_itxt("XML:com.adobe.xmp", XMP.decode())
+    picture.save(src, exif=exif, **carriers.get(source, {"xmp": XMP}))
+    out = tmp_path / f"out{target}"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0 and result.stderr == "", result.stderr
+    with Image.open(out) as restored:
+        xmp = restored.tag_v2.get(XMP_TAG) if target == ".tif" else restored.info.get("xmp")
+        assert restored.size == (30, 50)
+    assert xmp == XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')
