@@ -9,7 +9,8 @@ whole, undamaged picture.
   (tag 700), its orientation, if it says one, set to 1 as the EXIF's is.
 - The ICC profile, EXIF and DPI go to the output where its format holds them: PNG (iCCP, eXIf,
   pHYs chunks, written by PngStripWriter), JPEG (APP2, APP1, JFIF), WebP (ICCP, EXIF chunks) and
-  8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them).
+  8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them), and
+  say what they drop.
   The DPI is multiplied by the model's scale, so the printed size stays the same.
 - An input with several frames (APNG, animated WebP or GIF, multi-page TIFF) is refused: only
   its first frame would be restored.

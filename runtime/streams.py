@@ -184,6 +184,11 @@ def write_image(path, image, info=None, quality=None):
         with atomic_path(path) as tmp:
             Path(tmp).write_bytes(buffer.getbuffer())
         return path
+    dropped = [name for name, value in (("colour profile", info.icc_profile), ("EXIF", info.exif), ("XMP", info.xmp)) if value]
+    if dropped:  # said, never dropped silently
+        kind = f"{image.dtype.itemsize * 8}-bit TIFF" if suffix in (".tif", ".tiff") else suffix[1:].upper()
+        notice(f"{path}: a {kind} is written without metadata: the input's {' and '.join(dropped)} "
+               f"{'is' if len(dropped) == 1 else 'are'} dropped (write .png to keep them)")
     if image.ndim == 3 and image.shape[2] == 2:  # OpenCV has no gray+alpha: write it as RGBA
         image = np.ascontiguousarray(image[..., [0, 0, 0, 1]])
     image = _swap_rb(image)

@@ -161,3 +161,26 @@ def test_xmp_is_carried_with_its_orientation_upright(tmp_path, kit, tiny_model, 
         xmp = restored.tag_v2.get(XMP_TAG) if target == ".tif" else restored.info.get("xmp")
         assert restored.size == (30, 50)
     assert xmp == XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')
+
+
+@pytest.mark.parametrize("depth, target, kind", [(8, ".bmp", "BMP"), (16, ".tif", "16-bit TIFF")])
+def test_metadata_a_format_cannot_carry_is_said_to_be_dropped(tmp_path, kit, tiny_model, depth, target, kind):
+    from restore.runtime.image_meta import ImageInfo
+    from restore.runtime.streams import PngStripWriter
+
+    src = tmp_path / "tagged.png"
+    if depth == 16:  # a 16-bit PNG with a colour profile
+        writer = PngStripWriter(src, (30, 50, 3), np.uint16, info=ImageInfo(icc_profile=SRGB))
+        writer[0:30] = kit.noise((30, 50, 3)).astype(np.uint16) * 257
+        writer.close()
+        said = "colour profile is"
+    else:
+        picture, exif = tagged(kit)
+        picture.save(src, exif=exif, icc_profile=SRGB)
+        said = "colour profile and EXIF are"
+    out = tmp_path / f"out{target}"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"restore: note: {out}: a {kind} is written without metadata: the input's {said} dropped (write .png to keep them)"]
+    assert out.exists()
