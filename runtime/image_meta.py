@@ -6,7 +6,8 @@ whole, undamaged picture.
   says orientation 1, so no viewer rotates it twice.
 - A lossless WebP comes back lossless (as a WebP, unless ``--quality`` is given).
 - XMP (captions, ratings, rights, keywords) goes to PNG (iTXt), JPEG (APP1), WebP and 8-bit TIFF
-  (tag 700), its orientation, if it says one, set to 1 as the EXIF's is.
+  (tag 700), its orientation, if it says one, set to 1 as the EXIF's is. A PNG's text chunks
+  (Author, Description, a generator's parameters) go to a PNG output, a JPEG's comment to a JPEG.
 - The ICC profile, EXIF and DPI go to the output where its format holds them: PNG (iCCP, eXIf,
   pHYs chunks, written by PngStripWriter), JPEG (APP2, APP1, JFIF), WebP (ICCP, EXIF chunks) and
   8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them), and
@@ -30,6 +31,7 @@ from .errors import InputError
 
 ORIENTATION = 0x0112
 XMP_TAG = 700  # TIFF's XMLPacket
+PNG_XMP = "XML:com.adobe.xmp"  # the keyword of a PNG's XMP chunk
 DEFAULT_QUALITY = 95  # JPEG and WebP, as OpenCV wrote them before
 # tiff:Orientation="6" or <tiff:Orientation>6</tiff:Orientation>: the pixels are turned upright
 # when read, so an XMP that still said 6 would have a viewer turn them again
@@ -56,6 +58,8 @@ class ImageInfo:
     orientation: int = 1  # as stored in the input, already applied to the pixels read
     lossless: bool = False  # the input was a lossless WebP: so is a WebP output
     xmp: bytes = None  # the XMP packet, its orientation (if any) set to 1
+    text: tuple = ()  # a PNG's text chunks, ((keyword, text), ...), XMP left out
+    comment: bytes = None  # a JPEG's COM segment
 
     def scaled(self, scale):
         """The info for an output ``scale`` times larger: same print size, so DPI x scale."""
@@ -85,6 +89,8 @@ def read_info(path):
             icc = image.info.get("icc_profile") or None
             lossless = image.format == "WEBP" and _webp_is_lossless(path)
             xmp = image.info.get("xmp") or (image.tag_v2.get(XMP_TAG) if hasattr(image, "tag_v2") else None)
+            text = tuple((k, v) for k, v in getattr(image, "text", {}).items() if k != PNG_XMP and isinstance(v, str))
+            comment = image.info.get("comment") if image.format == "JPEG" else None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return ImageInfo()
     if raw:
@@ -99,7 +105,7 @@ def read_info(path):
             dpi = None
     xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp) if xmp else None
     return ImageInfo(icc, raw or None, dpi, orientation if orientation in _UPRIGHT else 1, lossless,
-                     _XMP_ORIENTATION.sub(rb"\g<1>1\g<3>", xmp) if xmp else None)
+                     _XMP_ORIENTATION.sub(rb"\g<1>1\g<3>", xmp) if xmp else None, text, comment or None)
 
 
 def _webp_is_lossless(path):
@@ -176,6 +182,8 @@ def save_with_pillow(image, path, fmt, info, quality):
         options["xmp"] = info.xmp
     if info.exif:
         options["exif"] = b"Exif\x00\x00" + info.exif if fmt in ("JPEG", "WEBP") else info.exif
+    if info.comment and fmt == "JPEG":
+        options["comment"] = info.comment
     if info.dpi:
         options["dpi"] = tuple(int(round(d)) for d in info.dpi) if fmt == "JPEG" else info.dpi
     if fmt == "TIFF":

@@ -329,7 +329,7 @@ class PngStripWriter:
 
 
 def _metadata_chunks(info):
-    """PNG chunks (before the pixels) for an ImageInfo's profile, resolution, EXIF and XMP."""
+    """PNG chunks (before the pixels) for an ImageInfo's profile, resolution, EXIF, XMP and text."""
     if info is None:
         return []
     chunks = []
@@ -340,8 +340,9 @@ def _metadata_chunks(info):
         chunks.append((b"pHYs", struct.pack(">IIB", *per_metre, 1)))
     if info.exif:
         chunks.append((b"eXIf", info.exif))
-    if info.xmp:  # iTXt, keyword, no compression, no language or translated keyword
-        chunks.append((b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + info.xmp))
+    texts = [(image_meta.PNG_XMP, info.xmp.decode("utf-8", "replace"))] if info.xmp else []
+    for keyword, text in texts + list(info.text):  # iTXt: keyword, no compression, no language, UTF-8
+        chunks.append((b"iTXt", keyword.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + text.encode()))
     return chunks
 
 

@@ -184,3 +184,22 @@ def test_metadata_a_format_cannot_carry_is_said_to_be_dropped(tmp_path, kit, tin
     assert result.stderr.strip().splitlines() == [
         f"restore: note: {out}: a {kind} is written without metadata: the input's {said} dropped (write .png to keep them)"]
     assert out.exists()
+
+
+def test_png_text_and_a_jpeg_comment_are_carried(tmp_path, kit, tiny_model):
+    """A PNG's text chunks (here plain, compressed and UTF-8) come back in a PNG output, a JPEG's
+    comment in a JPEG output."""
+    chunks = PngInfo()
+    chunks.add_text("Author", "Ada")
+    chunks.add_text("Comment", "a long note " * 20, zip=True)
+    chunks.add_itxt("parameters", "Steps: 30, 日本の写真")
+    picture = Image.fromarray(kit.noise((30, 50, 3)))
+    picture.save(tmp_path / "in.png", pnginfo=chunks)
+    picture.save(tmp_path / "in.jpg", comment=b"scanned 1987, box 12", quality=95)
+    for src, out in (("in.png", "out.png"), ("in.jpg", "out.jpg")):
+        result = kit.run_cli("restore", "run", tmp_path / src, "-o", tmp_path / out, "--model", tiny_model, "-q")
+        assert result.code == 0 and result.stderr == "", result.stderr
+    with Image.open(tmp_path / "out.png") as restored:
+        assert restored.text == {"Author": "Ada", "Comment": "a long note " * 20, "parameters": "Steps: 30, 日本の写真"}
+    with Image.open(tmp_path / "out.jpg") as restored:
+        assert restored.info["comment"] == b"scanned 1987, box 12"
