@@ -89,7 +89,9 @@ def read_info(path):
             icc = image.info.get("icc_profile") or None
             lossless = image.format == "WEBP" and _webp_is_lossless(path)
             xmp = image.info.get("xmp") or (image.tag_v2.get(XMP_TAG) if hasattr(image, "tag_v2") else None)
-            text = tuple((k, v) for k, v in getattr(image, "text", {}).items() if k != PNG_XMP and isinstance(v, str))
+            # the text chunks before the pixels, as Pillow read them on opening (its ``text`` would
+            # decode the whole picture to find any after them)
+            text = tuple((k, v) for k, v in image.info.items() if image.format == "PNG" and isinstance(v, str) and k != PNG_XMP)
             comment = image.info.get("comment") if image.format == "JPEG" else None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return ImageInfo()
