@@ -14,15 +14,15 @@ confidence, per category).
 """
 import argparse
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from restore.runtime.atomic import atomic_path, atomic_write_text
+from restore.runtime.atomic import atomic_path
 
 from .media import cpu_model
+from .report import write_results
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -107,11 +107,7 @@ def main(argv=None):
     rows, backoff = measure(args.checkpoint)
     report = {"command": " ".join(["python -m restore.benchmarks.calibration", *(argv or [])]), "checkpoint": args.checkpoint,
               "cpu": cpu_model(), "date": date, "backoff": backoff, "summary": summary(rows), "crops": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    plot(report, out.with_suffix(".png"))
-    print(json.dumps(report["summary"], indent=2))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    write_results(report, out, plot, report["summary"])
     return 0
 
 

@@ -14,14 +14,14 @@ Results: JSON (per crop and per kind, shipped / chosen mean and worst gain) and 
 """
 import argparse
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
 
-from restore.runtime.atomic import atomic_path, atomic_write_text
+from restore.runtime.atomic import atomic_path
 
 from .media import cpu_model
+from .report import write_results
 
 RESULTS = Path(__file__).parent / "results"
 BAND = (0.5, 0.99)
@@ -115,11 +115,7 @@ def main(argv=None):
     report = {"command": " ".join(["python -m restore.benchmarks.kernel_choice", *(argv or [])]), "checkpoint": args.checkpoint,
               "pictures": args.pictures, "cpu": cpu_model(), "date": date, "band": list(BAND),
               "kinds": summary(rows), "crops": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    plot(report, out.with_suffix(".png"))
-    print(json.dumps(report["kinds"], indent=2))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    write_results(report, out, plot, report["kinds"])
     return 0
 
 

@@ -66,6 +66,16 @@ def write_json(report, path):
     atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
 
 
+def write_results(report, out, plot, shown):
+    """``report`` as JSON at ``out`` and ``plot(report, png)`` beside it, then ``shown`` (the
+    figures worth reading) and where both files are, on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(report, out)
+    plot(report, out.with_suffix(".png"))
+    print(json.dumps(shown, indent=2))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
 def plot(report, path, title=None):
     """Frames/s per model and size, p50 latency with a whisker to p99 and, where any case has
     one, compute time over the hardware floor. Cases differing in backend/precision/tile get

@@ -30,14 +30,14 @@ Results: JSON and a PNG (mean and per-crop gain per form).
 """
 import argparse
 import datetime
-import json
 from pathlib import Path
 
 import numpy as np
 
-from restore.runtime.atomic import atomic_path, atomic_write_text
+from restore.runtime.atomic import atomic_path
 
 from .media import cpu_model
+from .report import write_results
 
 RESULTS = Path(__file__).parent / "results"
 BALANCES = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -160,11 +160,7 @@ def main(argv=None):
               "mean_gain_db": mean("gain_db"), "mean_model_gain_db": mean("model_gain_db"),
               "worst_model_gain_db": {name: min(r["model_gain_db"][name] for r in rows) for name in rows[0]["model_gain_db"]},
               "mean_similarity": round(float(np.mean([r["similarity"] for r in rows])), 3), "crops": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    plot(report, out.with_suffix(".png"))
-    print(json.dumps({k: report[k] for k in ("mean_gain_db", "mean_model_gain_db", "worst_model_gain_db", "mean_similarity")}, indent=2))
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    write_results(report, out, plot, {k: report[k] for k in ("mean_gain_db", "mean_model_gain_db", "worst_model_gain_db", "mean_similarity")})
     return 0
 
 
