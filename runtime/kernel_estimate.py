@@ -24,6 +24,7 @@ Not yet used by ``restore run``: the measurement of what it would bring is
 ``python -m restore.benchmarks.shake_kernels`` (issue 16).
 """
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -181,7 +182,9 @@ def _derivatives(shape):
                                                           [[0, 0, 0], [0, -1, 0], [0, 1, 0]])]
 
 
+@lru_cache(maxsize=8)
 def _gradient_power(shape):
+    """|D|^2 on ``shape``: the same for every round of a scale, so made once (read-only)."""
     return sum(np.abs(d) ** 2 for d in _derivatives(shape))
 
 
