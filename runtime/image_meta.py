@@ -7,11 +7,13 @@ whole, undamaged picture.
 - A lossless WebP comes back lossless (as a WebP, unless ``--quality`` is given).
 - XMP (captions, ratings, rights, keywords) goes to PNG (iTXt), JPEG (APP1), WebP and 8-bit TIFF
   (tag 700), its orientation, if it says one, set to 1 as the EXIF's is. A PNG's text chunks
-  (Author, Description, a generator's parameters) go to a PNG output, a JPEG's comment to a JPEG.
+  (Author, Description, a generator's parameters) go to a PNG output; a JPEG's comment is the text
+  "Comment", and goes to a JPEG's COM segment or a PNG's text.
+- A PNG's colour encoding (gAMA, cHRM, sRGB, cICP, mDCV, cLLI chunks) goes to a PNG output.
 - The ICC profile, EXIF and DPI go to the output where its format holds them: PNG (iCCP, eXIf,
   pHYs chunks, written by PngStripWriter), JPEG (APP2, APP1, JFIF), WebP (ICCP, EXIF chunks) and
-  8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them), and
-  say what they drop.
+  8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them).
+- What an output's format cannot hold is said in one line (``dropped``), never dropped silently.
   The DPI is multiplied by the model's scale, so the printed size stays the same.
 - An input with several frames (APNG, animated WebP or GIF, multi-page TIFF) is refused: only
   its first frame would be restored.
@@ -33,6 +35,17 @@ ORIENTATION = 0x0112
 XMP_TAG = 700  # TIFF's XMLPacket
 PNG_XMP = "XML:com.adobe.xmp"  # the keyword of a PNG's XMP chunk
 DEFAULT_QUALITY = 95  # JPEG and WebP, as OpenCV wrote them before
+COMMENT = "Comment"  # the text keyword a JPEG's comment (COM) is read as and written from
+# a PNG's chunks that say how its values map to colours (PNG 3rd edition: cICP, mDCV and cLLI for HDR)
+COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
+# the ImageInfo fields each way of writing keeps (write_image), the rest is ``dropped``
+KEPT = {
+    "PNG": {"icc_profile", "exif", "xmp", "text", "colour"},
+    "JPEG": {"icc_profile", "exif", "xmp", COMMENT},
+    "WEBP": {"icc_profile", "exif", "xmp"},
+    "TIFF": {"icc_profile", "exif", "xmp"},  # 8-bit, written by Pillow
+    "OpenCV": set(),  # BMP, 16-bit and float TIFF: the DPI only
+}
 # tiff:Orientation="6" or <tiff:Orientation>6</tiff:Orientation>: the pixels are turned upright
 # when read, so an XMP that still said 6 would have a viewer turn them again
 _XMP_ORIENTATION = re.compile(rb'(tiff:Orientation(?:="|>))(\d)(["<])')
@@ -58,8 +71,8 @@ class ImageInfo:
     orientation: int = 1  # as stored in the input, already applied to the pixels read
     lossless: bool = False  # the input was a lossless WebP: so is a WebP output
     xmp: bytes = None  # the XMP packet, its orientation (if any) set to 1
-    text: tuple = ()  # a PNG's text chunks, ((keyword, text), ...), XMP left out
-    comment: bytes = None  # a JPEG's COM segment
+    text: tuple = ()  # ((keyword, text), ...): a PNG's text chunks (XMP left out), a JPEG's comment
+    colour: tuple = ()  # a PNG's COLOUR_CHUNKS, ((type, data), ...) as stored
 
     def scaled(self, scale):
         """The info for an output ``scale`` times larger: same print size, so DPI x scale."""
@@ -92,7 +105,9 @@ def read_info(path):
             # the text chunks before the pixels, as Pillow read them on opening (its ``text`` would
             # decode the whole picture to find any after them)
             text = tuple((k, v) for k, v in image.info.items() if image.format == "PNG" and isinstance(v, str) and k != PNG_XMP)
-            comment = image.info.get("comment") if image.format == "JPEG" else None
+            if image.format == "JPEG" and image.info.get("comment"):  # any bytes, kept as they are
+                text = ((COMMENT, image.info["comment"].decode("utf-8", "surrogateescape")),)
+            colour = _png_colour_chunks(path) if image.format == "PNG" else ()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return ImageInfo()
     if raw:
@@ -107,7 +122,38 @@ def read_info(path):
             dpi = None
     xmp = xmp.encode() if isinstance(xmp, str) else bytes(xmp) if xmp else None
     return ImageInfo(icc, raw or None, dpi, orientation if orientation in _UPRIGHT else 1, lossless,
-                     _XMP_ORIENTATION.sub(rb"\g<1>1\g<3>", xmp) if xmp else None, text, comment or None)
+                     _XMP_ORIENTATION.sub(rb"\g<1>1\g<3>", xmp) if xmp else None, text, colour)
+
+
+def dropped(info, kept):
+    """What of ``info`` a file that keeps the fields ``kept`` (a ``KEPT`` value) loses, in words
+    (empty: nothing). Gamma and chromaticity count only where they say the colours: a PNG with an
+    sRGB chunk or a colour profile is read the same without them."""
+    lost = [name for field, name in (("icc_profile", "colour profile"), ("exif", "EXIF"), ("xmp", "XMP"))
+            if getattr(info, field) and field not in kept]
+    text = [k for k, _ in info.text if "text" not in kept and k not in kept]
+    if text:
+        lost.append(f"text ({', '.join(text)})")
+    kinds = {kind for kind, _ in info.colour}
+    if "colour" not in kept and kinds - {b"sRGB"} and b"sRGB" not in kinds and not info.icc_profile:
+        lost.append(f"colour encoding ({', '.join(sorted(k.decode() for k in kinds))})")
+    return lost
+
+
+def _png_colour_chunks(path):
+    """A PNG's COLOUR_CHUNKS, walked from its signature to its first palette or pixel chunk."""
+    chunks = []
+    with open(path, "rb") as f:
+        f.seek(8)
+        while len(head := f.read(8)) == 8:
+            size, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind in (b"PLTE", b"IDAT", b"IEND"):
+                break
+            data = f.read(size)
+            f.seek(4, os.SEEK_CUR)  # the CRC: Pillow has checked the file
+            if kind in COLOUR_CHUNKS:
+                chunks.append((kind, data))
+    return tuple(chunks)
 
 
 def _webp_is_lossless(path):
@@ -184,8 +230,9 @@ def save_with_pillow(image, path, fmt, info, quality):
         options["xmp"] = info.xmp
     if info.exif:
         options["exif"] = b"Exif\x00\x00" + info.exif if fmt in ("JPEG", "WEBP") else info.exif
-    if info.comment and fmt == "JPEG":
-        options["comment"] = info.comment
+    comment = dict(info.text).get(COMMENT)
+    if comment is not None and fmt == "JPEG":
+        options["comment"] = comment.encode("utf-8", "surrogateescape")
     if info.dpi:
         options["dpi"] = tuple(int(round(d)) for d in info.dpi) if fmt == "JPEG" else info.dpi
     if fmt == "TIFF":

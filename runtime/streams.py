@@ -172,10 +172,15 @@ def write_image(path, image, info=None, quality=None):
         except BaseException:
             writer.abort()
             raise
-    fmt = _PILLOW_FORMATS.get(suffix)
+    fmt = _PILLOW_FORMATS.get(suffix) if image.dtype == np.uint8 else None
     if fmt == "JPEG" and image.ndim == 3 and image.shape[2] in (2, 4):  # said, never dropped silently
         notice(f"{path}: JPEG holds no alpha: the alpha channel is dropped (write .png, .webp or .tif to keep it)")
-    if fmt is not None and image.dtype == np.uint8:
+    dropped = image_meta.dropped(info, image_meta.KEPT[fmt or "OpenCV"])
+    if dropped:  # said, never dropped silently
+        kind = f"{image.dtype.itemsize * 8}-bit TIFF" if fmt is None and suffix in (".tif", ".tiff") else suffix[1:].upper()
+        notice(f"{path}: a {kind} cannot hold the input's {'; '.join(dropped)}: "
+               f"{'it is' if len(dropped) == 1 else 'they are'} dropped (write .png to keep {'it' if len(dropped) == 1 else 'them'})")
+    if fmt is not None:
         buffer = io.BytesIO()  # encoded in memory, written from Python: a full disk is a real OSError
         try:
             image_meta.save_with_pillow(image, buffer, fmt, info, quality)
@@ -184,11 +189,6 @@ def write_image(path, image, info=None, quality=None):
         with atomic_path(path) as tmp:
             Path(tmp).write_bytes(buffer.getbuffer())
         return path
-    dropped = [name for name, value in (("colour profile", info.icc_profile), ("EXIF", info.exif), ("XMP", info.xmp)) if value]
-    if dropped:  # said, never dropped silently
-        kind = f"{image.dtype.itemsize * 8}-bit TIFF" if suffix in (".tif", ".tiff") else suffix[1:].upper()
-        notice(f"{path}: a {kind} is written without metadata: the input's {' and '.join(dropped)} "
-               f"{'is' if len(dropped) == 1 else 'are'} dropped (write .png to keep them)")
     if image.ndim == 3 and image.shape[2] == 2:  # OpenCV has no gray+alpha: write it as RGBA
         image = np.ascontiguousarray(image[..., [0, 0, 0, 1]])
     image = _swap_rb(image)
@@ -237,8 +237,8 @@ class PngStripWriter:
     ``atomic_path``: written under a temporary name, renamed by ``close()``, removed by ``abort()``.
 
     ``shape`` (H, W[, C]) with C = 1..4 (gray, gray+alpha, RGB, RGBA), dtype uint8 or uint16,
-    RGB(A) order (PNG's own, no swap). ``info`` (an ImageInfo): its ICC profile, EXIF, DPI and XMP
-    go into iCCP, eXIf, pHYs and iTXt chunks."""
+    RGB(A) order (PNG's own, no swap). ``info`` (an ImageInfo): its colour chunks as they were, its
+    ICC profile, EXIF, DPI, XMP and text into iCCP, eXIf, pHYs and iTXt chunks."""
 
     _COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}
 
@@ -329,10 +329,11 @@ class PngStripWriter:
 
 
 def _metadata_chunks(info):
-    """PNG chunks (before the pixels) for an ImageInfo's profile, resolution, EXIF, XMP and text."""
+    """PNG chunks (before the pixels) for an ImageInfo's colour encoding, profile, resolution, EXIF,
+    XMP and text."""
     if info is None:
         return []
-    chunks = []
+    chunks = list(info.colour)
     if info.icc_profile:
         chunks.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(info.icc_profile)))
     if info.dpi:
@@ -342,7 +343,7 @@ def _metadata_chunks(info):
         chunks.append((b"eXIf", info.exif))
     texts = [(image_meta.PNG_XMP, info.xmp.decode("utf-8", "replace"))] if info.xmp else []
     for keyword, text in texts + list(info.text):  # iTXt: keyword, no compression, no language, UTF-8
-        chunks.append((b"iTXt", keyword.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + text.encode()))
+        chunks.append((b"iTXt", keyword.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + text.encode("utf-8", "replace")))
     return chunks
 
 

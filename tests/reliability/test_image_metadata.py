@@ -173,16 +173,15 @@ def test_metadata_a_format_cannot_carry_is_said_to_be_dropped(tmp_path, kit, tin
         writer = PngStripWriter(src, (30, 50, 3), np.uint16, info=ImageInfo(icc_profile=SRGB))
         writer[0:30] = kit.noise((30, 50, 3)).astype(np.uint16) * 257
         writer.close()
-        said = "colour profile is"
+        said = "colour profile: it is dropped (write .png to keep it)"
     else:
         picture, exif = tagged(kit)
         picture.save(src, exif=exif, icc_profile=SRGB)
-        said = "colour profile and EXIF are"
+        said = "colour profile; EXIF: they are dropped (write .png to keep them)"
     out = tmp_path / f"out{target}"
     result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
     assert result.code == 0, result.stderr
-    assert result.stderr.strip().splitlines() == [
-        f"restore: note: {out}: a {kind} is written without metadata: the input's {said} dropped (write .png to keep them)"]
+    assert result.stderr.strip().splitlines() == [f"restore: note: {out}: a {kind} cannot hold the input's {said}"]
     assert out.exists()
 
 
@@ -203,3 +202,70 @@ def test_png_text_and_a_jpeg_comment_are_carried(tmp_path, kit, tiny_model):
         assert restored.text == {"Author": "Ada", "Comment": "a long note " * 20, "parameters": "Steps: 30, 日本の写真"}
     with Image.open(tmp_path / "out.jpg") as restored:
         assert restored.info["comment"] == b"scanned 1987, box 12"
+
+
+def test_a_jpeg_comment_goes_to_a_png_and_png_text_a_jpeg_cannot_hold_is_said(tmp_path, kit, tiny_model):
+    """A JPEG's comment is the text "Comment": a PNG keeps it (and a JPEG made from that PNG gets
+    it back as its comment); a PNG's other text does not fit a JPEG and is named in one note."""
+    picture = Image.fromarray(kit.noise((30, 50, 3)))
+    picture.save(tmp_path / "in.jpg", comment="café, box 12".encode(), quality=95)
+    chunks = PngInfo()
+    chunks.add_text("Author", "Ada")
+    chunks.add_text("Comment", "scanned 1987")
+    picture.save(tmp_path / "in.png", pnginfo=chunks)
+    result = kit.run_cli("restore", "run", tmp_path / "in.jpg", "-o", tmp_path / "out.png", "--model", tiny_model, "-q")
+    assert result.code == 0 and result.stderr == "", result.stderr
+    with Image.open(tmp_path / "out.png") as restored:
+        assert restored.text == {"Comment": "café, box 12"}
+    out = tmp_path / "out.jpg"
+    result = kit.run_cli("restore", "run", tmp_path / "in.png", "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"restore: note: {out}: a JPG cannot hold the input's text (Author): it is dropped (write .png to keep it)"]
+    with Image.open(out) as restored:
+        assert restored.info["comment"] == b"scanned 1987"
+
+
+def png_with_chunks(path, pixels, chunks):
+    """``pixels`` saved as a PNG by Pillow, with raw ``chunks`` ((type, data), ...) put after IHDR."""
+    import struct
+    import zlib
+
+    picture = Image.fromarray(pixels)
+    picture.save(path)
+    data = path.read_bytes()
+    end = 8 + 25  # signature, then IHDR (4 + 4 + 13 + 4 bytes)
+    made = b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
+    path.write_bytes(data[:end] + made + data[end:])
+
+
+GAMMA_22 = (b"gAMA", (45455).to_bytes(4, "big"))
+WIDE_PRIMARIES = (b"cHRM", b"".join(int(v * 100000).to_bytes(4, "big") for v in (0.3127, 0.329, 0.7347, 0.2653, 0.1596, 0.8404, 0.0366, 0.0001)))
+HDR10 = (b"cICP", bytes([9, 16, 0, 1]))  # BT.2020 primaries, PQ transfer, full range
+
+
+@pytest.mark.parametrize("chunks", [[GAMMA_22, WIDE_PRIMARIES], [HDR10], [(b"sRGB", b"\x00"), GAMMA_22]],
+                         ids=["gamma-chromaticity", "cicp-hdr", "srgb"])
+def test_a_png_s_colour_encoding_is_carried_or_said_to_be_dropped(tmp_path, kit, tiny_model, chunks):
+    """gAMA, cHRM, sRGB and cICP say how a PNG's values are colours: a PNG output keeps them as
+    they were; a JPEG cannot hold them, which is said, except where an sRGB chunk says the colours
+    are what a JPEG's are anyway."""
+    from restore.runtime.image_meta import read_info
+
+    src = tmp_path / "in.png"
+    png_with_chunks(src, kit.noise((30, 50, 3)), chunks)
+    assert read_info(src).colour == tuple(chunks)
+    result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.png", "--model", tiny_model, "-q")
+    assert result.code == 0 and result.stderr == "", result.stderr
+    assert read_info(tmp_path / "out.png").colour == tuple(chunks)
+    with Image.open(tmp_path / "out.png") as restored:
+        restored.load()  # Pillow reads the chunks it knows without complaint
+        if chunks[0] == GAMMA_22:
+            assert restored.info["gamma"] == pytest.approx(0.45455)
+    out = tmp_path / "out.jpg"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    names = ", ".join(sorted(k.decode() for k, _ in chunks))
+    said = [] if chunks[0][0] == b"sRGB" else [
+        f"restore: note: {out}: a JPG cannot hold the input's colour encoding ({names}): it is dropped (write .png to keep it)"]
+    assert result.stderr.strip().splitlines() == said
