@@ -255,12 +255,14 @@ def test_shake_kernel_forms():
 
 
 def test_kernel_choice_rule_and_summary():
-    from restore.benchmarks.kernel_choice import BAND, choose, summary
+    from restore.benchmarks.kernel_choice import BAND, SPARSER, choose, summary
 
-    assert choose(True, (BAND[0] + BAND[1]) / 2)
-    assert not choose(False, (BAND[0] + BAND[1]) / 2)  # an estimate that is not trusted
-    assert not choose(True, BAND[0] / 2)  # a sharp picture: its kernel is a trusted point
-    assert not choose(True, BAND[1])  # the bank is sure: its kernel is the better one
+    unsure = (BAND[0] + BAND[1]) / 2
+    assert choose(True, unsure, 1.0)
+    assert not choose(False, unsure, 1.0)  # an estimate that is not trusted
+    assert not choose(True, BAND[0] / 2, 1.0)  # a sharp picture: its kernel is a trusted point
+    assert not choose(True, BAND[1], 1.0)  # the bank is sure: its kernel is the better one
+    assert not choose(True, unsure, SPARSER + 0.01)  # the blind kernel rings where the bank's does not
     rows = [{"kind": "shake", "chosen": c, "gain_db": {"as shipped": a, "chosen": b}}
             for c, a, b in ((True, 0.0, 2.0), (False, 0.5, 0.5))]
     assert summary(rows) == {"shake": {"crops": 2, "chosen": 1, "mean as shipped": 0.25, "worst as shipped": 0.0,

@@ -5,7 +5,7 @@ the gravel shake here is one it finds, and the smooth picture one it must not tr
 import numpy as np
 import pytest
 
-from restore.runtime.kernel_estimate import SIZE, deconvolve, estimate_kernel, similarity
+from restore.runtime.kernel_estimate import SIZE, deconvolve, estimate_kernel, similarity, sparsity
 from restore.trainer.datasets import builtin_images
 from restore.trainer.degradations import apply_kernel, gaussian_noise, trajectory_kernel
 from restore.trainer.metrics import psnr
@@ -33,6 +33,19 @@ def test_a_curved_shake_is_found_with_its_phase(gravel):
     # more than the best a point-symmetric kernel (the model's bank) can do, the truth symmetrised
     assert gain(estimate.kernel) > 3.0
     assert gain(estimate.kernel) > gain((kernel + kernel[::-1, ::-1]) / 2) + 0.5
+
+
+def test_the_right_kernel_gives_the_sparsest_gradients(gravel):
+    """``sparsity``: deconvolved by the true shake, the picture's gradients are sparser than by a
+    wrong kernel (the path turned a quarter) or by none, and a flat picture gives a finite 0."""
+    rng = np.random.default_rng(5)
+    kernel = trajectory_kernel(rng, size=SIZE, length=21, anxiety=0.4)
+    blurred, _ = gaussian_noise(np.clip(apply_kernel(gravel, kernel), 0, 1), 0.005, rng)
+    identity = np.zeros((SIZE, SIZE))
+    identity[SIZE // 2, SIZE // 2] = 1
+    right = sparsity(blurred, kernel)
+    assert right < sparsity(blurred, np.rot90(kernel)) - 0.005 and right < sparsity(blurred, identity) - 0.005
+    assert sparsity(np.full((128, 128, 3), 0.5, np.float32), kernel) == 0.0
 
 
 def test_a_smooth_picture_s_estimate_is_not_trusted():
