@@ -10,11 +10,12 @@ whole, undamaged picture.
   (Author, Description, a generator's parameters) go to a PNG output; a JPEG's comment is the text
   "Comment", and goes to a JPEG's COM segment or a PNG's text.
 - A PNG's colour encoding (gAMA, cHRM, sRGB, cICP, mDCV, cLLI chunks) goes to a PNG output.
+- Metadata Pillow finds damaged is left out, and a note says so.
 - The ICC profile, EXIF and DPI go to the output where its format holds them: PNG (iCCP, eXIf,
   pHYs chunks, written by PngStripWriter), JPEG (APP2, APP1, JFIF), WebP (ICCP, EXIF chunks) and
   8-bit TIFF (tags); 16-bit and float TIFFs and BMP keep the DPI only (OpenCV writes them).
-- What an output's format cannot hold is said in one line (``dropped``), never dropped silently.
   The DPI is multiplied by the model's scale, so the printed size stays the same.
+- What an output's format cannot hold is said in one line (``dropped``), never dropped silently.
 - An input with several frames (APNG, animated WebP or GIF, multi-page TIFF) is refused: only
   its first frame would be restored.
 - A JPEG that libjpeg decodes with a warning ("Corrupt JPEG data", "premature end") is damaged:
@@ -36,8 +37,9 @@ XMP_TAG = 700  # TIFF's XMLPacket
 PNG_XMP = "XML:com.adobe.xmp"  # the keyword of a PNG's XMP chunk
 DEFAULT_QUALITY = 95  # JPEG and WebP, as OpenCV wrote them before
 COMMENT = "Comment"  # the text keyword a JPEG's comment (COM) is read as and written from
-# a PNG's chunks that say how its values map to colours (PNG 3rd edition: cICP, mDCV and cLLI for HDR)
-COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB", b"cICP", b"mDCV", b"cLLI")
+# a PNG's chunks that say how its values map to colours (PNG 3rd edition: cICP, mDCV and cLLI for
+# HDR), with their lengths: one of another length is not carried
+COLOUR_CHUNKS = {b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"cICP": 4, b"mDCV": 24, b"cLLI": 8}
 # the ImageInfo fields each way of writing keeps (write_image), the rest is ``dropped``
 KEPT = {
     "PNG": {"icc_profile", "exif", "xmp", "text", "colour"},
@@ -83,7 +85,8 @@ class ImageInfo:
 
 def read_info(path):
     """ImageInfo of an image file, InputError for one with several frames. Files Pillow cannot
-    open (some 16-bit and float TIFFs) have no info; OpenCV still reads their pixels."""
+    identify (float TIFFs) have no info; OpenCV still reads their pixels. One whose metadata Pillow
+    finds damaged has none either, and a note says so."""
     from PIL import Image, UnidentifiedImageError
 
     # The pixel limit is ours (image_header.check_image_file ran first); Pillow's own, lower one
@@ -108,7 +111,12 @@ def read_info(path):
             if image.format == "JPEG" and image.info.get("comment"):  # any bytes, kept as they are
                 text = ((COMMENT, image.info["comment"].decode("utf-8", "surrogateescape")),)
             colour = _png_colour_chunks(path) if image.format == "PNG" else ()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except UnidentifiedImageError:  # a format Pillow does not read (a float TIFF): OpenCV reads its pixels
+        return ImageInfo()
+    except (OSError, ValueError, SyntaxError) as e:  # a damaged chunk or tag: said, not dropped silently
+        from .media.mux import notice  # not at the top: the media package imports this module
+
+        notice(f"{path}: its metadata cannot be read ({e}): the output carries none of it")
         return ImageInfo()
     if raw:
         exif[ORIENTATION] = 1
@@ -151,7 +159,7 @@ def _png_colour_chunks(path):
                 break
             data = f.read(size)
             f.seek(4, os.SEEK_CUR)  # the CRC: Pillow has checked the file
-            if kind in COLOUR_CHUNKS:
+            if COLOUR_CHUNKS.get(kind) == len(data):
                 chunks.append((kind, data))
     return tuple(chunks)
 

@@ -253,7 +253,7 @@ def test_a_png_s_colour_encoding_is_carried_or_said_to_be_dropped(tmp_path, kit,
     from restore.runtime.image_meta import read_info
 
     src = tmp_path / "in.png"
-    png_with_chunks(src, kit.noise((30, 50, 3)), chunks)
+    png_with_chunks(src, kit.noise((30, 50, 3)), chunks + [(b"cLLI", b"\x00" * 5)])  # one of a wrong length: left out
     assert read_info(src).colour == tuple(chunks)
     result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.png", "--model", tiny_model, "-q")
     assert result.code == 0 and result.stderr == "", result.stderr
@@ -269,3 +269,16 @@ def test_a_png_s_colour_encoding_is_carried_or_said_to_be_dropped(tmp_path, kit,
     said = [] if chunks[0][0] == b"sRGB" else [
         f"restore: note: {out}: a JPG cannot hold the input's colour encoding ({names}): it is dropped (write .png to keep it)"]
     assert result.stderr.strip().splitlines() == said
+
+
+def test_metadata_pillow_finds_damaged_is_said_to_be_left_out(tmp_path, kit, tiny_model):
+    """A PNG whose gAMA chunk is cut short: OpenCV reads the pixels, Pillow refuses the chunks, so
+    the output carries no metadata, and one note says why."""
+    src = tmp_path / "in.png"
+    png_with_chunks(src, kit.noise((30, 50, 3)), [(b"gAMA", b"\x00\x01")])
+    out = tmp_path / "out.png"
+    result = kit.run_cli("restore", "run", src, "-o", out, "--model", tiny_model, "-q")
+    assert result.code == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"restore: note: {src}: its metadata cannot be read (Truncated gAMA chunk): the output carries none of it"]
+    assert out.exists()
