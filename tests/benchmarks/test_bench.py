@@ -313,6 +313,36 @@ def test_calibration_reports_the_gain_as_shipped_and_at_full_strength(tmp_path, 
         assert a["gain_full_strength_db"] != 0
 
 
+def test_field_draws_redraws_the_protocol_and_names_every_crop_below_the_bound(tmp_path, monkeypatch):
+    from restore.benchmarks.field_draws import main
+    from restore.trainer import holdout
+    from restore.trainer.checkpoint import save_checkpoint
+
+    drawn = holdout.field_crops
+
+    def few(images, crop, seed):  # the protocol itself, fewer and smaller crops
+        return drawn(images[:1], crop=128, seed=seed)[:4]
+
+    monkeypatch.setattr(holdout, "field_crops", few)
+    torch.manual_seed(0)
+    model = build_model({"type": "fourier-unet", "widths": [8, 16], "blocks": 1, "fourier": 1, "norm": "none", "deconv": True,
+                         "bank": 2, "detail_gate": True, "backoff": [0.0, 0.01]})
+    with torch.no_grad():  # an untrained correction: some crops lose
+        model.deconv_gate.fill_(0.5)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", model)
+    out = tmp_path / "draws.json"
+    assert main([str(ckpt), "--seeds", "5,6", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    crops = report["crops"]
+    assert [(r["pictures"], r["seed"]) for r in crops] == [(p, s) for p in ("holdout", "train") for s in (5, 6) for _ in range(4)]
+    by_seed = {s: [r["blur"] for r in crops if r["seed"] == s and r["pictures"] == "holdout"] for s in (5, 6)}
+    assert by_seed[5] != by_seed[6]  # another seed, another draw
+    below = sorted(f"{r['name']} seed {r['seed']}" for r in crops if r["gain_db"] < report["bound_db"])
+    listed = sorted(n.split(" (")[0] for kinds in report["summary"].values() for k in kinds.values() for n in k["worse_than_bound"])
+    assert listed == below and sum(k["crops"] for kinds in report["summary"].values() for k in kinds.values()) == 16
+    assert out.with_suffix(".png").stat().st_size > 10_000
+
+
 def test_ort_profile_counts_the_graphs_flops_per_operator(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
