@@ -149,19 +149,20 @@ def dropped(info, kept):
 
 
 def _png_colour_chunks(path):
-    """A PNG's COLOUR_CHUNKS, walked from its signature to its first palette or pixel chunk."""
-    chunks = []
+    """A PNG's COLOUR_CHUNKS (the first of each type), walked from its signature to its first
+    palette or pixel chunk; the others are skipped, not read."""
+    chunks = {}
     with open(path, "rb") as f:
         f.seek(8)
         while len(head := f.read(8)) == 8:
             size, kind = int.from_bytes(head[:4], "big"), head[4:]
             if kind in (b"PLTE", b"IDAT", b"IEND"):
                 break
-            data = f.read(size)
-            f.seek(4, os.SEEK_CUR)  # the CRC: Pillow has checked the file
-            if COLOUR_CHUNKS.get(kind) == len(data):
-                chunks.append((kind, data))
-    return tuple(chunks)
+            if COLOUR_CHUNKS.get(kind) == size:
+                chunks.setdefault(kind, f.read(size))
+                size = 0
+            f.seek(size + 4, os.SEEK_CUR)  # the data (unless read), then the CRC: Pillow has checked it
+    return tuple(chunks.items())
 
 
 def _webp_is_lossless(path):

@@ -253,7 +253,8 @@ def test_a_png_s_colour_encoding_is_carried_or_said_to_be_dropped(tmp_path, kit,
     from restore.runtime.image_meta import read_info
 
     src = tmp_path / "in.png"
-    png_with_chunks(src, kit.noise((30, 50, 3)), chunks + [(b"cLLI", b"\x00" * 5)])  # one of a wrong length: left out
+    again = (chunks[0][0], bytes(len(chunks[0][1])))  # a second chunk of a type: the first one counts
+    png_with_chunks(src, kit.noise((30, 50, 3)), chunks + [(b"cLLI", b"\x00" * 5), again])  # and one of a wrong length: left out
     assert read_info(src).colour == tuple(chunks)
     result = kit.run_cli("restore", "run", src, "-o", tmp_path / "out.png", "--model", tiny_model, "-q")
     assert result.code == 0 and result.stderr == "", result.stderr
