@@ -12,17 +12,14 @@ and high confidence where there is blur to undo; the full-strength gain shows wh
 does on its own where the confidence is wrong. Results: JSON and a PNG (both gains against
 confidence, per category).
 """
-import argparse
 import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from restore.runtime.atomic import atomic_path
-
 from .media import cpu_model
-from .report import write_results
+from .report import checkpoint_parser, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -90,17 +87,11 @@ def plot(report, path):
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{Path(report['checkpoint']).name} on {report['cpu']}, {report['date']}", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    from restore.runtime.artifact import DEFAULT_MODEL_DIR
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
-    parser.add_argument("--out", type=Path, default=None)
+    parser = checkpoint_parser(__doc__)
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"calibration-{date}.json"

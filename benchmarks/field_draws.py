@@ -9,17 +9,14 @@ come out worse than their input by more than the field's bound (``holdout.FIELD_
 named with its blur. Crops of ``holdout.CROP`` on the holdout pictures, 384 on the training ones
 (as ``kernel_choice``). Results: JSON and a PNG (every crop's gain, per kind and set).
 """
-import argparse
 import datetime
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from restore.runtime.atomic import atomic_path
-
 from .media import cpu_model
-from .report import write_results
+from .report import checkpoint_parser, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 SETS = {"holdout": None, "train": 384}  # pictures -> crop side (None: the field holdout's)
@@ -83,19 +80,14 @@ def plot(report, path):
         ax.legend(fontsize=8)
     fig.suptitle(f"the shipped model on fresh draws of the field protocol: {Path(report['checkpoint']).name}, "
                  f"{report['cpu']}, {report['date']}", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    from restore.runtime.artifact import DEFAULT_MODEL_DIR
     from restore.trainer.holdout import FIELD_WORST
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    parser = checkpoint_parser(__doc__)
     parser.add_argument("--seeds", default="1,2,3,4", help="the draws, comma-separated (the field holdout's own is 20261201)")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     date = datetime.date.today().isoformat()

@@ -16,16 +16,13 @@ run; ``SPARSER`` off the same crops, then checked on a fresh draw of them (``--s
 holdout was run again.
 Results: JSON (per crop and per kind, shipped / chosen mean and worst gain) and a PNG.
 """
-import argparse
 import datetime
 from pathlib import Path
 
 import numpy as np
 
-from restore.runtime.atomic import atomic_path
-
 from .media import cpu_model
-from .report import write_results
+from .report import checkpoint_parser, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 BAND = (0.5, 0.99)
@@ -109,19 +106,13 @@ def plot(report, path):
                  f"(trusted, confidence in {report['band']}, sparsity ratio <= {report['sparser']})", fontsize=9)
     ax.legend(fontsize=8)
     fig.suptitle(f"{Path(report['checkpoint']).name}, {report['cpu']}, {report['date']}", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    from restore.runtime.artifact import DEFAULT_MODEL_DIR
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    parser = checkpoint_parser(__doc__)
     parser.add_argument("--pictures", choices=("holdout", "train"), default="holdout")
     parser.add_argument("--seed", type=int, default=None, help="another draw of the field protocol (default: its own seed)")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     draw = "" if args.seed is None else f"-seed{args.seed}"

@@ -1,5 +1,7 @@
 """Present benchmark results: a plain-text table, the JSON file and a PNG plot (all files atomic)."""
+import argparse
 import json
+from pathlib import Path
 
 from restore.runtime.atomic import atomic_path, atomic_write_text
 
@@ -64,6 +66,24 @@ def table(report):
 
 def write_json(report, path):
     atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+def checkpoint_parser(doc):
+    """The argument parser of a benchmark of one checkpoint (described by the first paragraph of
+    ``doc``): CHECKPOINT, the shipped model's by default, and --out FILE."""
+    from restore.runtime.artifact import DEFAULT_MODEL_DIR
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    parser.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def save_figure(fig, path):
+    """``fig`` laid out and written as a PNG at ``path``, atomically."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def write_results(report, out, plot, shown):

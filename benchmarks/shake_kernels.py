@@ -28,16 +28,13 @@ the true kernel, and with the blind kernel only where the estimate is ``trusted`
 ``runtime.kernel_estimate``'s constants were chosen; the default is the field holdout's 8 crops.
 Results: JSON and a PNG (mean and per-crop gain per form).
 """
-import argparse
 import datetime
 from pathlib import Path
 
 import numpy as np
 
-from restore.runtime.atomic import atomic_path
-
 from .media import cpu_model
-from .report import write_results
+from .report import checkpoint_parser, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 BALANCES = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -133,20 +130,14 @@ def plot(report, path):
     axes[1].set_title("the model given each kernel", fontsize=10)
     fig.suptitle(f"{Path(report['checkpoint']).name}, {report['cpu']}, {report['date']}; the blind estimate's "
                  f"similarity to the true kernel: mean {report['mean_similarity']:.2f}", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_figure(fig, path)
 
 
 def main(argv=None):
-    from restore.runtime.artifact import DEFAULT_MODEL_DIR
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", nargs="?", default=str(DEFAULT_MODEL_DIR / "model.safetensors"))
+    parser = checkpoint_parser(__doc__)
     parser.add_argument("--curves", type=int, default=1000, help="random shake paths in the richer bank")
     parser.add_argument("--pictures", choices=("holdout", "train"), default="holdout",
                         help="the field holdout's shake crops, or the same protocol on the training pictures")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"shake-kernels{'-train' if args.pictures == 'train' else ''}-{date}.json"
