@@ -1,15 +1,23 @@
 """User-facing errors: each names the input, what is wrong and what to do, and has its own exit code.
 
 The CLI prints ``restore: error: <message>`` and exits with ``exit_code``; no traceback is shown for
-these. Anything else that escapes is a bug and keeps its traceback.
+these. Anything else that escapes is a bug and keeps its traceback. A message is one line: control
+characters in what it quotes (a file name, a hostile config key) are shown escaped.
 """
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text):
+    return None if text is None else _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 class RestoreError(Exception):
     exit_code = 1
 
     def __init__(self, subject, problem, hint=None):
-        self.subject, self.problem, self.hint = str(subject), problem, hint
+        self.subject, self.problem, self.hint = _one_line(subject), _one_line(problem), _one_line(hint)
         message = f"{self.subject}: {problem}"
         if hint:
             message += f" ({hint})"

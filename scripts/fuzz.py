@@ -6,7 +6,7 @@ the artifact metadata loader (runtime/metadata.py through Restorer) and the chec
 
 A run passes when every input ends in a result or in the error the contract allows (None /
 "truncated" / "unsupported ..." / a size for the header reader, one-line InputError for the file check, ModelError for metadata, ModelError or InputError for
-checkpoints); anything else is a crash, reported with its shrunk input. The suite runs it for a few
+checkpoints) with no warning; anything else is a crash, reported with its shrunk input. The suite runs it for a few
 seconds (tests/reliability/test_fuzz.py); RESTORE_FUZZ_SECONDS sets its budget.
 """
 import argparse
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -220,18 +221,21 @@ def fuzz(name, seconds, chunk=50, log=print):
             @given(target.strategy)
             def case(value):
                 count[0] += 1
-                outcomes[target.check(value)] += 1
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")  # a stray warning is a crash too
+                    outcomes[target.check(value)] += 1
 
             try:
                 case()
-            except Exception as e:  # a crash: keep one per (kind, place)
-                frame = traceback.extract_tb(e.__traceback__)[-1]
-                key = (type(e).__name__, frame.filename, frame.lineno)
-                if key not in seen:
-                    seen.add(key)
-                    shown = repr(getattr(e, "__notes__", None) or "")[:300]
-                    crashes.append({"error": f"{type(e).__name__}: {str(e)[:200]}", "where": f"{Path(frame.filename).name}:{frame.lineno}", "input": shown})
-                    log(f"{name}: crash {crashes[-1]['error']} at {crashes[-1]['where']}")
+            except Exception as group:  # a crash: keep one per (kind, place); hypothesis groups distinct ones
+                for e in getattr(group, "exceptions", [group]):
+                    frame = traceback.extract_tb(e.__traceback__)[-1]
+                    key = (type(e).__name__, frame.filename, frame.lineno)
+                    if key not in seen:
+                        seen.add(key)
+                        shown = repr(getattr(e, "__notes__", None) or "")[:300]
+                        crashes.append({"error": f"{type(e).__name__}: {str(e)[:200]}", "where": f"{Path(frame.filename).name}:{frame.lineno}", "input": shown})
+                        log(f"{name}: crash {crashes[-1]['error']} at {crashes[-1]['where']}")
         result = {"target": name, "seconds": round(time.monotonic() - start, 1), "executions": count[0],
                   "outcomes": dict(outcomes), "crashes": crashes}
         log(f"{name}: {result['executions']} executions in {result['seconds']} s ({dict(outcomes)}), {len(crashes)} distinct crashes")

@@ -180,7 +180,9 @@ def _build_sized(ckpt):
         if needed > held:
             raise ModelError(subject, f"field config: weights do not fit architecture {ckpt['arch']!r} (its config describes {needed:,} weights, the file holds {held:,})",
                              "the config does not belong to these weights; use the checkpoint it was trained as")
-        return build_model(spec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same warnings; loading the weights answers a bad config
+            return build_model(spec)
     except ConfigError as e:  # the registry's words, but a checkpoint is a model file (exit 4)
         raise ModelError(subject, f"field config: {e.problem}", e.hint) from None
     except ModelError:

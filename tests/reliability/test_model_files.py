@@ -136,6 +136,7 @@ HOSTILE_DESCRIPTIONS = {
     "widths empty (found by fuzzing)": ({"config": {"widths": []}}, "field config"),
     "widths zero": ({"config": {"widths": [0]}}, "field config"),
     "unknown option": ({"config": {"no_such_option": 1}}, "field config"),
+    "an option named by a line break (found by fuzzing)": ({"config": {"widths": [8, 16], "\n": None}}, "argument '\\n'"),
     "metrics a list": ({"metrics": [1]}, "field metrics"),
 }
 
@@ -149,6 +150,17 @@ def test_hostile_safetensors_description_is_refused_before_building(tmp_path, na
         model_from_checkpoint(path)
     message = str(error.value)
     assert words in message and str(path) in message and "\n" not in message
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_zero_width_next_to_real_weights_is_refused_without_a_warning(tmp_path):
+    # found by fuzzing: the meta-device check passed (fewer weights needed than held), and building
+    # the model printed torch's "zero-element tensors" warning before the weights were refused
+    model = build_model("fourier-unet", widths=[4, 8], blocks=1, fourier=1)
+    description = {"format": FORMAT, "arch": "fourier-unet", "config": {"widths": [0, 8], "blocks": 1, "fourier": 1}, "metrics": {}}
+    path = safetensors_with(tmp_path / "m.safetensors", description, state=model.state_dict())
+    with pytest.raises(ModelError, match="weights do not fit"):
+        model_from_checkpoint(path)
 
 
 def test_hostile_config_through_the_cli_is_exit_4(tmp_path, kit):
