@@ -40,6 +40,14 @@ def test_name_longer_than_name_max(tmp_path, kit, tiny_model, image):
     assert "longer than a file name may be" in line
 
 
+def test_a_file_name_with_a_line_break_stays_one_line(tmp_path, kit, tiny_model):
+    bad = tmp_path / "bad\nname\x1b[2J.png"  # a line break and a terminal escape in a legal name
+    bad.write_bytes(b"not an image")
+    line = kit.assert_user_error(kit.run_cli("restore", "run", bad, "-o", tmp_path / "o.png", "--model", tiny_model),
+                                 "restore", 3, "bad\\nname\\x1b[2J.png")
+    assert "not a readable" in line
+
+
 @pytest.mark.parametrize("name", ["a" * 251 + ".png", "é" * 125 + ".png"])
 def test_a_legal_long_output_name_is_written(tmp_path, kit, tiny_model, image, name):
     """250 bytes is a legal name; its temporary sibling must fit in NAME_MAX too."""
