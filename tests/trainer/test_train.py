@@ -34,6 +34,8 @@ TINY = {
                                    "data.train.patch=64", "train.init=null"],
     "fourier-unet-deblur-field6": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
                                    "data.train.patch=64", "train.init=null"],
+    "fourier-unet-deblur-field7": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
+                                   "data.train.patch=64", "train.init=null"],
     "fourier-unet-large": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "gir": ["model.widths=[8,16,32]", "discriminator.widths=[4,8,8,8,8]", "discriminator.dense=4",
             "discriminator.input_size=32", "data.train.patch=32"],
