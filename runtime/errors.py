@@ -18,9 +18,9 @@ class RestoreError(Exception):
 
     def __init__(self, subject, problem, hint=None):
         self.subject, self.problem, self.hint = _one_line(subject), _one_line(problem), _one_line(hint)
-        message = f"{self.subject}: {problem}"
+        message = f"{self.subject}: {self.problem}"
         if hint:
-            message += f" ({hint})"
+            message += f" ({self.hint})"
         super().__init__(message)
 
 

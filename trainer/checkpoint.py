@@ -174,14 +174,13 @@ def _build_sized(ckpt):
     spec = {"type": ckpt["arch"], **ckpt["config"]}
     held = sum(t.numel() for t in ckpt["state_dict"].values())
     try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "zero-element tensors": the check below answers
-            needed = sum(t.numel() for t in build_model(spec).state_dict().values())
-        if needed > held:
-            raise ModelError(subject, f"field config: weights do not fit architecture {ckpt['arch']!r} (its config describes {needed:,} weights, the file holds {held:,})",
-                             "the config does not belong to these weights; use the checkpoint it was trained as")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the same warnings; loading the weights answers a bad config
+            warnings.simplefilter("ignore")  # e.g. "zero-element tensors": the size check and the weights' load answer
+            with torch.device("meta"):
+                needed = sum(t.numel() for t in build_model(spec).state_dict().values())
+            if needed > held:
+                raise ModelError(subject, f"field config: weights do not fit architecture {ckpt['arch']!r} (its config describes {needed:,} weights, the file holds {held:,})",
+                                 "the config does not belong to these weights; use the checkpoint it was trained as")
             return build_model(spec)
     except ConfigError as e:  # the registry's words, but a checkpoint is a model file (exit 4)
         raise ModelError(subject, f"field config: {e.problem}", e.hint) from None
