@@ -176,3 +176,8 @@ def test_ctrl_c_during_export(tmp_path, kit, small_checkpoint, after_line):
     assert code == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "restore-export: interrupted"
     assert not out.exists() and kit.leftovers(tmp_path) == []
+
+
+def test_an_error_raised_with_a_line_break_in_any_part_is_one_line():
+    error = ConfigError("a\nb", "bad\nvalue", "fix\rit")
+    assert str(error) == "a\\nb: bad\\nvalue (fix\\rit)"
