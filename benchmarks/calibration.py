@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .media import cpu_model
-from .report import checkpoint_parser, save_figure, write_results
+from .report import checkpoint_parser, command_line, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -96,7 +96,7 @@ def main(argv=None):
     date = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"calibration-{date}.json"
     rows, backoff = measure(args.checkpoint)
-    report = {"command": " ".join(["python -m restore.benchmarks.calibration", *(argv or [])]), "checkpoint": args.checkpoint,
+    report = {"command": command_line("calibration", argv), "checkpoint": args.checkpoint,
               "cpu": cpu_model(), "date": date, "backoff": backoff, "summary": summary(rows), "crops": rows}
     write_results(report, out, plot, report["summary"])
     return 0

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .report import command_line
+
 RESULTS = Path(__file__).parent / "results"
 SIZES = ((1280, 720), (1920, 1080))
 
@@ -129,7 +131,7 @@ def main(argv=None):
     restorers = {"onnxruntime fp32": Restorer("default", backend="onnxruntime"), "openvino fp32": Restorer("default", backend="openvino", precision="fp32"),
                  "openvino bf16": Restorer("default", backend="openvino", precision="bf16")}
     rows, uniform = quality(restorers["openvino fp32"], restorers["openvino bf16"])
-    report = {"command": " ".join(["python -m restore.benchmarks.cpu_precision", *(argv or [])]), "date": date, "device": device_info("cpu"),
+    report = {"command": command_line("cpu_precision", argv), "date": date, "device": device_info("cpu"),
               "descriptions": {k: r.description for k, r in restorers.items()}, "speed_ms": speed(restorers, args.rounds),
               "summary": summarise(rows), "uniform_bf16": {"pictures": uniform, "met": all(u["max_change_levels"] <= 1 for u in uniform)},
               "pictures": rows}

@@ -34,6 +34,7 @@ import numpy as np
 from restore.runtime.atomic import atomic_path, atomic_write_text
 
 from .media import cpu_model
+from .report import command_line
 
 RESULTS = Path(__file__).parent / "results"
 PAN = (0.25, 0.1)  # the slow pan's camera move, pixels a frame
@@ -173,7 +174,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     date = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"field-{date}.json"
-    report = {"command": " ".join(["python -m restore.benchmarks.field", *(argv or [])]), "cpu": cpu_model(), "date": date, "models": {}}
+    report = {"command": command_line("field", argv), "cpu": cpu_model(), "date": date, "models": {}}
     models = {"shipped": args.model} | ({"baseline": args.baseline} if args.baseline else {})
     costs = cost(models, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .media import cpu_model
-from .report import checkpoint_parser, save_figure, write_results
+from .report import checkpoint_parser, command_line, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 SETS = {"holdout": None, "train": 384}  # pictures -> crop side (None: the field holdout's)
@@ -78,8 +78,7 @@ def plot(report, path):
         ax.set_ylabel("PSNR gain over the input (dB)")
         ax.set_title(f"{pictures} pictures, seeds {report['seeds']}", fontsize=9)
         ax.legend(fontsize=8)
-    fig.suptitle(f"the shipped model on fresh draws of the field protocol: {Path(report['checkpoint']).name}, "
-                 f"{report['cpu']}, {report['date']}", fontsize=9)
+    fig.suptitle(f"{report['checkpoint']} on fresh draws of the field protocol, {report['cpu']}, {report['date']}", fontsize=9)
     save_figure(fig, path)
 
 
@@ -93,7 +92,7 @@ def main(argv=None):
     date = datetime.date.today().isoformat()
     out = args.out or RESULTS / f"field-draws-{date}.json"
     rows = measure(args.checkpoint, seeds)
-    report = {"command": " ".join(["python -m restore.benchmarks.field_draws", *(argv or [])]), "checkpoint": args.checkpoint,
+    report = {"command": command_line("field_draws", argv), "checkpoint": args.checkpoint,
               "seeds": seeds, "cpu": cpu_model(), "date": date, "bound_db": FIELD_WORST, "summary": summary(rows), "crops": rows}
     write_results(report, out, plot, report["summary"])
     return 0

@@ -272,7 +272,7 @@ def main(argv=None):
 
     started = time.time()
     report = {"format": "restore-gpu-matrix/1", "ours": ours,
-              "command": "python -m restore.benchmarks.gpu_matrix " + " ".join(argv if argv is not None else sys.argv[1:])}
+              "command": report_io.command_line("gpu_matrix", argv)}
     report["per_frame"] = per_frame_cases(models, sizes, precisions, args.frames, args.warmup, device)
     tiling_size = TARGET_SIZE if TARGET_SIZE in sizes else sizes[0]
     on_gpu = device.startswith("cuda")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .media import cpu_model
-from .report import checkpoint_parser, save_figure, write_results
+from .report import checkpoint_parser, command_line, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 BAND = (0.5, 0.99)
@@ -118,7 +118,7 @@ def main(argv=None):
     draw = "" if args.seed is None else f"-seed{args.seed}"
     out = args.out or RESULTS / f"kernel-choice-{args.pictures}{draw}-{date}.json"
     rows = measure(args.checkpoint, args.pictures, args.seed)
-    report = {"command": " ".join(["python -m restore.benchmarks.kernel_choice", *(argv or [])]), "checkpoint": args.checkpoint,
+    report = {"command": command_line("kernel_choice", argv), "checkpoint": args.checkpoint,
               "pictures": args.pictures, "seed": args.seed, "cpu": cpu_model(), "date": date, "band": list(BAND),
               "sparser": SPARSER,
               "kinds": summary(rows), "crops": rows}

@@ -32,6 +32,8 @@ import numpy as np
 
 from restore.runtime.atomic import atomic_path, atomic_write_text
 
+from .report import command_line
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -270,7 +272,7 @@ def main(argv=None):
     import av
 
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    report = {"command": " ".join(["python -m restore.benchmarks.media", *(argv or [])]), "cpu": cpu_model(), "cores": _cores(),
+    report = {"command": command_line("media", argv), "cpu": cpu_model(), "cores": _cores(),
               "date": datetime.date.today().isoformat(), "pyav": av.__version__, "codec": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -25,6 +25,7 @@ import numpy as np
 from restore.runtime.atomic import atomic_write_text
 
 from .media import cpu_model
+from .report import command_line
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -109,7 +110,7 @@ def main(argv=None):
               "gflop_per_s": round(g / ms * 1e3, 1) if g else None}
              for op, (ms, g, n) in sorted(kinds.items(), key=lambda kv: -kv[1][0])]
     date = datetime.date.today().isoformat()
-    report = {"format": "restore-ort-profile/1", "command": " ".join(["python -m restore.benchmarks.ort_profile", *(argv or [])]),
+    report = {"format": "restore-ort-profile/1", "command": command_line("ort_profile", argv),
               "model": args.model, "cpu": cpu_model(), "threads": args.threads, "batch": args.batch, "date": date,
               "sgemm_gflop_per_s": round(sgemm_tflops * 1e3, 1), "wall_ms_per_run": round(wall_ms, 1),
               "kernel_ms_per_run": round(total_ms, 1), "gflop_per_run": round(gflop, 2),

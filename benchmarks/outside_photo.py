@@ -18,6 +18,7 @@ import numpy as np
 from restore.runtime.atomic import atomic_write_text
 
 from .media import cpu_model
+from .report import command_line
 
 RESULTS = Path(__file__).parent / "results"
 SEED = 20261202
@@ -56,7 +57,7 @@ def main(argv=None):
         gains = {m: round(float(psnr(gt, r.restore(lq)) - psnr(gt, lq)), 3) for m, r in restorers.items()}
         rows.append({"case": name, "size": list(gt.shape[:2]), "gain_db": gains})
         print(f"{name:34s}", "  ".join(f"{m}: {g:+.2f} dB" for m, g in gains.items()), flush=True)
-    report = {"command": " ".join(["python -m restore.benchmarks.outside_photo", *(argv or [])]), "cpu": cpu_model(),
+    report = {"command": command_line("outside_photo", argv), "cpu": cpu_model(),
               "date": date, "photo": "matplotlib sample data grace_hopper.jpg", "noise": NOISE, "seed": SEED, "cases": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")

@@ -1,6 +1,8 @@
 """Present benchmark results: a plain-text table, the JSON file and a PNG plot (all files atomic)."""
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from restore.runtime.atomic import atomic_path, atomic_write_text
@@ -66,6 +68,12 @@ def table(report):
 
 def write_json(report, path):
     atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+def command_line(module, argv):
+    """The command that ran benchmark ``module`` with ``argv`` (None: this process's own arguments,
+    as when run with ``python -m``), for its results file."""
+    return shlex.join(["python", "-m", f"restore.benchmarks.{module}", *(sys.argv[1:] if argv is None else argv)])
 
 
 def checkpoint_parser(doc):

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .media import cpu_model
-from .report import checkpoint_parser, save_figure, write_results
+from .report import checkpoint_parser, command_line, save_figure, write_results
 
 RESULTS = Path(__file__).parent / "results"
 BALANCES = (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -146,7 +146,7 @@ def main(argv=None):
     def mean(key):
         return {name: round(float(np.mean([r[key][name] for r in rows])), 3) for name in rows[0][key]}
 
-    report = {"command": " ".join(["python -m restore.benchmarks.shake_kernels", *(argv or [])]), "checkpoint": args.checkpoint,
+    report = {"command": command_line("shake_kernels", argv), "checkpoint": args.checkpoint,
               "pictures": args.pictures, "cpu": cpu_model(), "date": date, "balances": BALANCES,
               "mean_gain_db": mean("gain_db"), "mean_model_gain_db": mean("model_gain_db"),
               "worst_model_gain_db": {name: min(r["model_gain_db"][name] for r in rows) for name in rows[0]["model_gain_db"]},

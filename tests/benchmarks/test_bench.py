@@ -333,6 +333,7 @@ def test_field_draws_redraws_the_protocol_and_names_every_crop_below_the_bound(t
     out = tmp_path / "draws.json"
     assert main([str(ckpt), "--seeds", "5,6", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
+    assert report["command"] == f"python -m restore.benchmarks.field_draws {ckpt} --seeds 5,6 --out {out}"
     crops = report["crops"]
     assert [(r["pictures"], r["seed"]) for r in crops] == [(p, s) for p in ("holdout", "train") for s in (5, 6) for _ in range(4)]
     by_seed = {s: [r["blur"] for r in crops if r["seed"] == s and r["pictures"] == "holdout"] for s in (5, 6)}
@@ -341,6 +342,14 @@ def test_field_draws_redraws_the_protocol_and_names_every_crop_below_the_bound(t
     listed = sorted(n.split(" (")[0] for kinds in report["summary"].values() for k in kinds.values() for n in k["worse_than_bound"])
     assert listed == below and sum(k["crops"] for kinds in report["summary"].values() for k in kinds.values()) == 16
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_a_results_file_names_the_command_run_from_the_shell(monkeypatch):
+    from restore.benchmarks.report import command_line
+
+    monkeypatch.setattr("sys.argv", ["field_draws.py", "runs/my run/final.safetensors", "--seeds", "1"])
+    assert command_line("field_draws", None) == "python -m restore.benchmarks.field_draws 'runs/my run/final.safetensors' --seeds 1"
+    assert command_line("field_draws", []) == "python -m restore.benchmarks.field_draws"
 
 
 def test_ort_profile_counts_the_graphs_flops_per_operator(tmp_path):
