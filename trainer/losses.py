@@ -1,4 +1,4 @@
-"""Training losses: pixel (L1, Charbonnier, MSE), structural (SSIM), frequency (FFT L1),
+"""Training losses: pixel (L1, Charbonnier, MSE, per-picture log MSE), structural (SSIM), frequency (FFT L1),
 perceptual (VGG19-54) and adversarial (BCE, relativistic average).
 
 ``build_loss({"type": "charbonnier", "weight": 1.0, ...})`` pops ``type`` and ``weight`` and builds
@@ -85,6 +85,22 @@ class CharbonnierLoss(nn.Module):
 
     def forward(self, output, target):
         return torch.sqrt((output - target) ** 2 + self.eps**2).mean()
+
+
+@register("log_mse")
+class LogMSELoss(nn.Module):
+    """The mean over pictures of 10 log10(1 + MSE / eps): each picture's error in dB, as PSNR counts
+    it, so a picture's gradient scales with 1 / (MSE + eps). A near-clean picture (a sharp or softly
+    upscaled patch) then weighs as much per dB as a badly blurred one, where a mean over pixels lets
+    a small absolute error on it go unnoticed; eps (50 dB) bounds that weight. 0 for a perfect output."""
+
+    def __init__(self, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, output, target):
+        mse = ((output - target) ** 2).flatten(1).mean(1)
+        return (10 * torch.log10(1 + mse / self.eps)).mean()
 
 
 def _gaussian_window(size, sigma, channels, device, dtype):

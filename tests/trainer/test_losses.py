@@ -23,7 +23,7 @@ def pair():
     return output, target
 
 
-@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "ssim", "fft_l1"])
+@pytest.mark.parametrize("name", ["l1", "mse", "charbonnier", "ssim", "fft_l1", "log_mse"])
 def test_pixel_losses_are_zero_for_identical_images_and_positive_otherwise(name, pair):
     output, target = pair
     loss = build_loss({"type": name})
@@ -38,6 +38,25 @@ def test_l1_mse_charbonnier_closed_forms(pair):
     assert float(build_loss("mse")(output, target)) == pytest.approx(float((diff**2).mean()), rel=1e-6)
     charb = build_loss({"type": "charbonnier", "eps": 1e-3})(output, target)
     assert float(charb) == pytest.approx(float(torch.sqrt(diff**2 + 1e-6).mean()), rel=1e-6)
+
+
+def test_log_mse_is_the_mean_per_picture_error_in_db(pair):
+    output, target = pair
+    mse = ((output - target) ** 2).flatten(1).mean(1)
+    expected = (10 * torch.log10(1 + mse / 1e-5)).mean()
+    assert float(build_loss("log_mse")(output, target)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_log_mse_weighs_a_near_clean_picture_more_than_a_badly_blurred_one():
+    # Two pictures in one batch: one off by 0.005 (46 dB), one by 0.1 (20 dB). Under a pixel mean the
+    # near-clean one's gradient is 20x smaller; per dB it is 14x larger (d dB / d error ~ 1 / error).
+    target = torch.zeros(2, 1, 8, 8)
+    output = torch.stack([torch.full((1, 8, 8), 0.005), torch.full((1, 8, 8), 0.1)]).requires_grad_()
+    for name, near_over_far in (("mse", 0.05), ("log_mse", (0.005 / (0.005**2 + 1e-5)) / (0.1 / (0.1**2 + 1e-5)))):
+        output.grad = None
+        build_loss(name)(output, target).backward()
+        grads = output.grad.flatten(1).mean(1)
+        assert float(grads[0] / grads[1]) == pytest.approx(near_over_far, rel=1e-4)
 
 
 def test_fft_l1_of_a_constant_offset_is_its_dc_term():
@@ -133,4 +152,4 @@ def test_perceptual_loss_with_weights_from_file(tmp_path, pair):
 
 
 def test_registry_lists_every_loss_of_the_brief():
-    assert {"l1", "charbonnier", "mse", "ssim", "fft_l1", "vgg19_54", "bce", "relativistic"} <= set(LOSSES)
+    assert {"l1", "charbonnier", "mse", "ssim", "fft_l1", "log_mse", "vgg19_54", "bce", "relativistic"} <= set(LOSSES)

@@ -22,20 +22,14 @@ CONFIGS = Path(__file__).resolve().parents[2] / "trainer" / "configs"
 
 # Tiny sizes for each shipped config: same code path, seconds on a CPU.
 COMMON = ["train.steps=2", "data.batch=2", "data.workers=0", "val.every=0", "train.log_every=1", "train.ckpt_every=1"]
+DECONV_TINY = ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4", "data.train.patch=64",
+               "train.init=null"]
 TINY = {
     "fourier-unet-deblur": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "fourier-unet-deblur-finetune": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
                                      "data.train.patch=32", "train.init=null"],
-    "fourier-unet-deblur-deconv": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
-                                   "data.train.patch=64", "train.init=null"],
-    "fourier-unet-deblur-field": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
-                                  "data.train.patch=64", "train.init=null"],
-    "fourier-unet-deblur-field5": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
-                                   "data.train.patch=64", "train.init=null"],
-    "fourier-unet-deblur-field6": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
-                                   "data.train.patch=64", "train.init=null"],
-    "fourier-unet-deblur-field7": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
-                                   "data.train.patch=64", "train.init=null"],
+    **{name: DECONV_TINY for name in ("fourier-unet-deblur-deconv", "fourier-unet-deblur-field", *(
+        f"fourier-unet-deblur-field{stage}" for stage in (5, 6, 7, 8)))},
     "fourier-unet-large": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "gir": ["model.widths=[8,16,32]", "discriminator.widths=[4,8,8,8,8]", "discriminator.dense=4",
             "discriminator.input_size=32", "data.train.patch=32"],
