@@ -48,8 +48,8 @@ def test_log_mse_is_the_mean_per_picture_error_in_db(pair):
 
 
 def test_log_mse_weighs_a_near_clean_picture_more_than_a_badly_blurred_one():
-    # Two pictures in one batch: one off by 0.005 (46 dB), one by 0.1 (20 dB). Under a pixel mean the
-    # near-clean one's gradient is 20x smaller; per dB it is 14x larger (d dB / d error ~ 1 / error).
+    # Two pictures in one batch: one off by 0.005 (46 dB), one by 0.1 (20 dB). Under MSE the near-clean
+    # one's gradient is 20x smaller; under log_mse 14x larger (dB per unit of error ~ 1 / error).
     target = torch.zeros(2, 1, 8, 8)
     output = torch.stack([torch.full((1, 8, 8), 0.005), torch.full((1, 8, 8), 0.1)]).requires_grad_()
     for name, near_over_far in (("mse", 0.05), ("log_mse", (0.005 / (0.005**2 + 1e-5)) / (0.1 / (0.1**2 + 1e-5)))):
