@@ -28,8 +28,8 @@ TINY = {
     "fourier-unet-deblur": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "fourier-unet-deblur-finetune": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "model.level_grid=4",
                                      "data.train.patch=32", "train.init=null"],
-    **{name: DECONV_TINY for name in ("fourier-unet-deblur-deconv", "fourier-unet-deblur-field", *(
-        f"fourier-unet-deblur-field{stage}" for stage in (5, 6, 7, 8)))},
+    **dict.fromkeys(["fourier-unet-deblur-deconv", "fourier-unet-deblur-field", "fourier-unet-deblur-field5",
+                     "fourier-unet-deblur-field6", "fourier-unet-deblur-field7", "fourier-unet-deblur-field8"], DECONV_TINY),
     "fourier-unet-large": ["model.widths=[8,16]", "model.blocks=1", "model.fourier=1", "data.train.patch=32"],
     "gir": ["model.widths=[8,16,32]", "discriminator.widths=[4,8,8,8,8]", "discriminator.dense=4",
             "discriminator.input_size=32", "data.train.patch=32"],
